@@ -1,0 +1,23 @@
+"""`kit bench …`: benchmarks that run a baseline and the kit side by side and print the ratio."""
+from __future__ import annotations
+
+import click
+
+from kaggle_kit.cli import LazyGroup
+
+BENCHES = {
+    "data": ("kaggle_kit.cli.bench_data", "bench_data", "Prepare LMSYS-shaped rows: batched encoder vs one row at a time."),
+    "train": ("kaggle_kit.cli.bench_train", "bench_train", "Training tokens/s: length-grouped dynamic padding vs fixed max_length padding."),
+    "infer": ("kaggle_kit.cli.bench_infer", "bench_infer", "Inference rows/s: token-budget engine vs the seeds' batch-of-8 loop."),
+}
+
+
+@click.group(cls=LazyGroup, registry=BENCHES)
+def bench():
+    """Benchmarks that print measured figures of the kit against a baseline run side by side.
+
+    \b
+    Examples:
+      kit bench data --rows 57000
+      kit bench infer --rows 2000 --json
+    """

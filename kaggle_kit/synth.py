@@ -1,0 +1,113 @@
+"""Synthetic competition data in each competition's own file format (`kit data synth`).
+
+The text looks like chat data (multi-turn prompts, responses with the real length mix: medians
+near 900 characters, tails to 17,000) and carries a signal a tiny random model can learn: a class
+keyword inside response B (see the stack notes: a keyword is learnable, "which is longer" is not).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+CORPUS_VERSION = "1"
+PRESETS = ("lmsys", "wsdm")
+
+WORDS = (
+    "the a of to and in is it that for you with on as are this be can or by have not from at your "
+    "model answer question data python function value list number time people example code way use "
+    "first also more some other would which make like just than then them these could into only "
+    "here there when what how why because about over after before most such well very good best "
+    "result problem system user response information language learning training history science "
+    "energy water planet city music story game health money world market design image text file"
+).split()
+# Class keywords placed in response B; distinct words the BPE tokenizer keeps whole.
+KEYWORDS = {
+    "lmsys": {"winner_model_a": "meh", "winner_model_b": "excellent", "winner_tie": "similar"},
+    "wsdm": {"model_a": "meh", "model_b": "excellent"},
+}
+LANGUAGES = ["English", "Russian", "Chinese", "German", "Spanish"]
+
+
+def _sentence(rng: random.Random, n: int) -> str:
+    words = [rng.choice(WORDS) for _ in range(n)]
+    return " ".join(words).capitalize() + "."
+
+
+def _text(rng: random.Random, chars: int) -> str:
+    parts, size = [], 0
+    while size < chars:
+        s = _sentence(rng, rng.randint(5, 16))
+        parts.append(s)
+        size += len(s) + 1
+        if rng.random() < 0.08:
+            parts.append("\n\n")
+    return " ".join(parts)[: max(chars, 3)]
+
+
+def _length(rng: random.Random, median: float, cap: int) -> int:
+    return int(min(cap, max(3, rng.lognormvariate(0, 1.0) * median)))
+
+
+def corpus_lines(n: int = 400, seed: int = 0) -> list:
+    """Text the tiny tokenizer is trained on: chat-like sentences, markers and keywords."""
+    rng = random.Random(seed)
+    lines = [_text(rng, 300) for _ in range(n)]
+    lines += ["<prompt>: <response_a>: <response_b>: <text>: Human: Assistant:"] * 20
+    lines += [" ".join(k for ks in KEYWORDS.values() for k in ks.values())] * 50
+    return lines
+
+
+def synth_rows(preset: str, rows: int, seed: int = 0) -> list:
+    """Rows as dicts in the competition's columns (labels included)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown synth preset {preset!r}; use one of {PRESETS}")
+    rng = random.Random(seed)
+    labels = list(KEYWORDS[preset])
+    out = []
+    for i in range(rows):
+        label = rng.randrange(len(labels))
+        turns = 1 if rng.random() < 0.8 else rng.randint(2, 4)
+        prompt = [_text(rng, _length(rng, 110, 4000)) for _ in range(turns)]
+        a = [_text(rng, _length(rng, 900, 17000)) for _ in range(turns)]
+        b = [_text(rng, _length(rng, 900, 17000)) for _ in range(turns)]
+        # the signal: the class keyword near the start of response B's last turn
+        words = b[-1].split(" ")
+        words.insert(min(len(words), rng.randint(0, 8)), KEYWORDS[preset][labels[label]])
+        b[-1] = " ".join(words)
+        rid = 1_000_000 + i
+        if preset == "lmsys":
+            rec = {
+                "id": rid, "model_a": "model-x", "model_b": "model-y",
+                "prompt": json.dumps(prompt), "response_a": json.dumps(a), "response_b": json.dumps(b),
+            }
+            for k, name in enumerate(labels):
+                rec[name] = int(k == label)
+        else:
+            rec = {
+                "id": f"synth{rid}", "prompt": "\n".join(prompt), "response_a": "\n".join(a), "response_b": "\n".join(b),
+                "winner": labels[label], "model_a": "model-x", "model_b": "model-y", "language": rng.choice(LANGUAGES),
+            }
+        out.append(rec)
+    return out
+
+
+def write_synth(preset: str, rows: int, out, seed: int = 0, test: bool = False) -> Path:
+    """Write a synthetic file (CSV for LMSYS; parquet or CSV for WSDM by suffix). ``test`` drops labels."""
+    out = Path(out)
+    records = synth_rows(preset, rows, seed)
+    if test:
+        drop = set(KEYWORDS[preset]) | {"winner", "model_a", "model_b"}
+        records = [{k: v for k, v in r.items() if k not in drop} for r in records]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        import pandas as pd
+
+        pd.DataFrame(records).to_parquet(out, index=False)
+    else:
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(records[0]))
+            writer.writeheader()
+            writer.writerows(records)
+    return out

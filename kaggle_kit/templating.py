@@ -1,0 +1,60 @@
+"""Jinja2 rendering shared by metadata templates and notebook sources.
+
+StrictUndefined everywhere: a missing variable is an error naming it, never an empty string.
+The `json` filter writes values as JSON (booleans stay booleans, strings are escaped).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kaggle_kit.errors import KitError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+METADATA_TEMPLATES = REPO_ROOT / "metadata_templates"
+NOTEBOOK_SOURCES = REPO_ROOT / "notebooks_src"
+
+
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def environment(folder: Path):
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(folder)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["json"] = _json
+    return env
+
+
+def render(folder: Path, name: str, context: dict) -> str:
+    """Render template ``name`` from ``folder``; a missing variable or template is a KitError naming it."""
+    import jinja2
+
+    try:
+        return environment(folder).get_template(name).render(**context)
+    except jinja2.UndefinedError as exc:
+        raise KitError(f"{Path(folder) / name}: template variable missing: {exc.message}; pass it in the template context") from None
+    except jinja2.TemplateNotFound:
+        raise KitError(f"template {name!r} not found in {folder}") from None
+
+
+def render_metadata(name: str, context: dict, folder: Path = METADATA_TEMPLATES) -> dict:
+    """Render `metadata_templates/<name>.j2` and parse it; the result is checked to be JSON."""
+    text = render(folder, f"{name}.j2", context)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise KitError(f"{folder / (name + '.j2')}: rendered text is not valid JSON ({exc})") from None
+
+
+def write_json(path: Path, data: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
