@@ -1,0 +1,387 @@
+"""Kaggle metadata built from `kit.toml`: kernel, dataset, model and model-instance JSON.
+
+Each builder fills the matching `metadata_templates/*.json.j2` (values through the `json`
+filter, so booleans stay booleans) and returns the parsed dict. The checks of these dicts live
+in `kaggle_kit.validate`; `validate_project` is re-exported here.
+
+Model sources in kernels use Kaggle's 5-part handle
+``owner/model-slug/framework/instance-slug/VERSION`` with an integer VERSION. When an instance
+asks for ``version = "latest"``, a *resolver* turns it into a number:
+
+- ``resolve=None``: a clear KitError (pin the version in kit.toml, or resolve with credentials);
+- ``resolve=published_resolver(root)``: the versions `kit push-model` recorded in
+  ``.kit/published.json`` (offline; what `kit render` can use);
+- ``resolve=kaggle_kit.publish.kaggle_resolver(api)``: asks Kaggle (what `kit push-kernel` uses).
+
+A resolver is any callable ``(owner, model_slug, framework, instance_slug) -> int``.
+This module imports only the standard library and the kit's light modules (no torch, no kaggle).
+"""
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from pathlib import Path
+from typing import Callable, Optional
+
+from kaggle_kit.config import KitConfig
+from kaggle_kit.errors import KitError
+from kaggle_kit.templating import render_metadata
+
+Resolver = Callable[[str, str, str, str], int]
+
+PUBLISHED_FILE = Path(".kit") / "published.json"
+
+# Kaggle's slug rules (the client's `_validate_slug_syntax`): lowercase alphanumerics and single
+# hyphens; owners (and instance slugs, e.g. keras' `gemma_2b_en`) may also use underscores.
+SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+OWNER_RE = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$")
+INSTANCE_SLUG_RE = OWNER_RE
+
+# The frameworks of kagglesdk's `ModelFramework` enum (0.1.37), in the spelling of Kaggle's model
+# handles (e.g. google/gemma/pyTorch/2b). `unspecified` and `api` are left out: they cannot hold
+# uploaded files. A PEFT adapter is published as `transformers` (there is no `peft`).
+FRAMEWORKS = (
+    "transformers", "pyTorch", "jax", "flax", "keras", "tensorFlow1", "tensorFlow2", "tfLite",
+    "tfJs", "pax", "maxText", "gemmaCpp", "ggml", "gguf", "coral", "scikitLearn", "mxnet", "onnx",
+    "tensorRtLlm", "triton", "vllm", "other",
+)
+
+# Dataset licences Kaggle accepts (Kaggle/kaggle-api docs/datasets_metadata.md).
+DATASET_LICENSES = (
+    "CC0-1.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "CC-BY-NC-SA-4.0", "GPL-2.0", "ODbL-1.0", "DbCL-1.0",
+    "copyright-authors", "other", "unknown", "CC-BY-4.0", "CC-BY-NC-4.0", "PDDL", "CC-BY-3.0",
+    "CC-BY-3.0-IGO", "US-Government-Works", "CC-BY-NC-SA-3.0-IGO", "CDLA-Permissive-1.0",
+    "CDLA-Sharing-1.0", "CC-BY-ND-4.0", "CC-BY-NC-ND-4.0", "ODC-BY-1.0", "LGPL-3.0", "AGPL-3.0",
+    "FDL-1.3", "EU-ODP-Legal-Notice", "apache-2.0", "GPL-3.0",
+)
+
+# Model-instance licences (Kaggle/kaggle-api docs/models_metadata.md), plus "other", which
+# seed 001 used successfully for its instances.
+MODEL_LICENSES = (
+    "Apache 2.0", "Attribution 3.0 IGO (CC BY 3.0 IGO)", "Attribution 3.0 Unported (CC BY 3.0)",
+    "Attribution 4.0 International (CC BY 4.0)", "Attribution-NoDerivatives 4.0 International (CC BY-ND 4.0)",
+    "Attribution-NonCommercial 4.0 International (CC BY-NC 4.0)",
+    "Attribution-NonCommercial-NoDerivatives 4.0 International (CC BY-NC-ND 4.0)",
+    "Attribution-NonCommercial-ShareAlike 3.0 IGO (CC BY-NC-SA 3.0 IGO)", "BSD-3-Clause", "CC BY-NC-SA 4.0",
+    "CC BY-SA 3.0", "CC BY-SA 4.0", "CC0: Public Domain",
+    "Community Data License Agreement - Permissive - Version 1.0",
+    "Community Data License Agreement - Sharing - Version 1.0", "GNU Affero General Public License 3.0",
+    "GNU Free Documentation License 1.3", "GNU Lesser General Public License 3.0", "GPL 2", "MIT",
+    "ODC Attribution License (ODC-By)", "ODC Public Domain Dedication and Licence (PDDL)", "GPL 3", "other",
+)
+# Short names accepted in kit.toml -> Kaggle's model licence name.
+MODEL_LICENSE_ALIASES = {
+    "apache-2.0": "Apache 2.0", "apache2": "Apache 2.0", "mit": "MIT", "bsd-3-clause": "BSD-3-Clause",
+    "cc0-1.0": "CC0: Public Domain", "cc-by-4.0": "Attribution 4.0 International (CC BY 4.0)",
+    "cc-by-3.0": "Attribution 3.0 Unported (CC BY 3.0)", "cc-by-nc-4.0": "Attribution-NonCommercial 4.0 International (CC BY-NC 4.0)",
+    "cc-by-nd-4.0": "Attribution-NoDerivatives 4.0 International (CC BY-ND 4.0)",
+    "cc-by-nc-nd-4.0": "Attribution-NonCommercial-NoDerivatives 4.0 International (CC BY-NC-ND 4.0)",
+    "cc-by-sa-4.0": "CC BY-SA 4.0", "cc-by-sa-3.0": "CC BY-SA 3.0", "cc-by-nc-sa-4.0": "CC BY-NC-SA 4.0",
+    "gpl-2.0": "GPL 2", "gpl-3.0": "GPL 3", "lgpl-3.0": "GNU Lesser General Public License 3.0",
+    "agpl-3.0": "GNU Affero General Public License 3.0", "fdl-1.3": "GNU Free Documentation License 1.3",
+    "pddl": "ODC Public Domain Dedication and Licence (PDDL)", "odc-by-1.0": "ODC Attribution License (ODC-By)",
+    # Gemma weights are under the Gemma Terms of Use, which is not in Kaggle's API list: publish
+    # them as "other" and name the terms in the instance overview (instance_metadata does).
+    "gemma": "other",
+}
+GEMMA_TERMS = "https://ai.google.dev/gemma/terms"
+
+# Accelerators (kernel `machine_shape`). Kaggle's current values are not published by the client;
+# these are the names seen in the wild. Names outside the list are accepted when they look like
+# one (Nvidia*/Tpu*), so a new accelerator needs no kit release.
+ACCELERATORS = ("NvidiaTeslaT4", "NvidiaTeslaT4Highmem", "NvidiaTeslaP100", "NvidiaL4", "NvidiaL4X1", "NvidiaH100", "TpuV38", "TpuV5E8", "Tpu1VmV38")
+ACCELERATOR_RE = re.compile(r"^(Nvidia|Tpu)[A-Za-z0-9]+$")
+
+
+# --------------------------------------------------------------------------- names
+
+
+def owner(cfg: KitConfig) -> str:
+    name = cfg.kaggle_username()
+    if not name:
+        raise KitError(
+            "no Kaggle user name: set kaggle.username in kit.toml, or KAGGLE_USERNAME, "
+            "or put kaggle.json in ~/.kaggle (see https://www.kaggle.com/settings -> API)"
+        )
+    return name
+
+
+def slugify(text: str) -> str:
+    """The slug Kaggle derives from a title (the kaggle client uses python-slugify; same result)."""
+    try:
+        from slugify import slugify as _slugify  # python-slugify, a dependency of kaggle
+
+        return _slugify(text)
+    except ImportError:  # pragma: no cover - fallback close to python-slugify's defaults
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+        return re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+
+
+def canonical_framework(name: str) -> Optional[str]:
+    """Kaggle's spelling of a framework name (any case, with or without _/-), or None when unknown."""
+    key = re.sub(r"[_\-\s]", "", str(name)).lower()
+    for fw in FRAMEWORKS:
+        if fw.lower() == key:
+            return fw
+    return None
+
+
+def model_license_name(name: str) -> Optional[str]:
+    """Kaggle's model licence name for ``name`` (exact name or a short alias), or None."""
+    for lic in MODEL_LICENSES:
+        if lic.lower() == str(name).lower():
+            return lic
+    return MODEL_LICENSE_ALIASES.get(str(name).lower())
+
+
+def dataset_license_name(name: str) -> Optional[str]:
+    for lic in DATASET_LICENSES:
+        if lic.lower() == str(name).lower():
+            return lic
+    return None
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def dataset_metadata(cfg: KitConfig, description: str = "") -> dict:
+    """dataset-metadata.json of the wheel dataset ([wheels] dataset_slug/title/license)."""
+    return render_metadata(
+        "dataset-metadata.json",
+        dict(
+            owner=owner(cfg),
+            slug=cfg.wheels.dataset_slug,
+            title=cfg.wheels.dataset_title,
+            license=dataset_license_name(cfg.wheels.license) or cfg.wheels.license,
+            is_private=True,
+            description=description or "Offline wheels for a kaggle-kit inference notebook (generated by `kit build-wheels`).",
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def kernel_config(cfg: KitConfig, name: str):
+    if name not in cfg.kernels:
+        known = ", ".join(sorted(cfg.kernels)) or "none"
+        raise KitError(f"no kernel named {name!r} in kit.toml (known: {known}); add a [kernels.{name}] table")
+    return cfg.kernels[name]
+
+
+def kernel_slug(cfg: KitConfig, name: str) -> str:
+    kernel = kernel_config(cfg, name)
+    if kernel.slug:
+        return kernel.slug
+    prefix = cfg.kaggle.competition or "kit"
+    return f"{prefix}-{name}"
+
+
+def kernel_title(cfg: KitConfig, name: str) -> str:
+    """The kernel's title; empty in kit.toml = the slug (so that slugify(title) == slug)."""
+    return kernel_config(cfg, name).title or kernel_slug(cfg, name)
+
+
+def kernel_ref(cfg: KitConfig, name: str) -> str:
+    return f"{owner(cfg)}/{kernel_slug(cfg, name)}"
+
+
+def kernel_metadata(
+    cfg: KitConfig,
+    name: str,
+    code_file: str,
+    resolve: Optional[Resolver] = None,
+    accelerator: Optional[str] = None,
+) -> dict:
+    """kernel-metadata.json for kernel ``name`` (see the module doc for ``resolve``).
+
+    Sources: the wheel dataset ``owner/<wheels.dataset_slug>`` first, then the kernel's extra
+    dataset sources; the competition; one 5-part model source per instance the kernel mounts,
+    then its extra model sources. Private, internet off and the accelerator come from kit.toml.
+    """
+    kernel = kernel_config(cfg, name)
+    who = owner(cfg)
+    datasets = [f"{who}/{cfg.wheels.dataset_slug}"]
+    for src in kernel.dataset_sources:
+        if src not in datasets:
+            datasets.append(src)
+    return render_metadata(
+        "kernel-metadata.json",
+        dict(
+            owner=who,
+            slug=kernel_slug(cfg, name),
+            title=kernel_title(cfg, name),
+            code_file=code_file,
+            is_private=kernel.is_private,
+            enable_gpu=kernel.enable_gpu,
+            enable_internet=kernel.enable_internet,
+            machine_shape=accelerator or kernel.accelerator,
+            dataset_sources=datasets,
+            competition_sources=[cfg.kaggle.competition] if cfg.kaggle.competition else [],
+            model_sources=model_sources(cfg, name, resolve),
+        ),
+    )
+
+
+def model_sources(cfg: KitConfig, name: str, resolve: Optional[Resolver] = None) -> list[str]:
+    """The kernel's model sources, each ``owner/model/framework/instance/VERSION`` (integer VERSION)."""
+    kernel = kernel_config(cfg, name)
+    out = []
+    for inst_name in kernel.instances:
+        who, model_slug, fw, slug = instance_handle(cfg, inst_name).split("/")
+        version = str(instance_config(cfg, inst_name).version)
+        if version.isdigit():
+            number = int(version)
+        elif resolve is None:
+            raise KitError(
+                f"kernels.{name}: instance {inst_name!r} asks for version 'latest', which needs a number: "
+                f"pin it in kit.toml (instances.{inst_name}.version = 1), push it first with "
+                f"`kit push-model --instance {inst_name}` (the pushed version is recorded), or run "
+                f"`kit push-kernel {name}` with Kaggle credentials, which asks Kaggle for the latest version"
+            )
+        else:
+            number = resolve(who, model_slug, fw, slug)
+            if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+                raise KitError(f"kernels.{name}: the latest version of {who}/{model_slug}/{fw}/{slug} resolved to {number!r}, not a positive integer")
+        out.append(f"{who}/{model_slug}/{fw}/{slug}/{number}")
+    for src in kernel.model_sources:
+        parts = str(src).split("/")
+        if len(parts) == 5 and canonical_framework(parts[2]):
+            parts[2] = canonical_framework(parts[2])
+        src = "/".join(parts)
+        if src not in out:
+            out.append(src)
+    return out
+
+
+def published_resolver(root: str | Path = ".") -> Resolver:
+    """A resolver reading the versions `kit push-model` recorded in ``<root>/.kit/published.json``."""
+    record = read_published(root)
+
+    def resolve(who: str, model_slug: str, framework: str, slug: str) -> int:
+        handle = f"{who}/{model_slug}/{framework}/{slug}"
+        if handle not in record:
+            raise KitError(
+                f"{handle}: no pushed version recorded in {Path(root) / PUBLISHED_FILE}; push it with "
+                f"`kit push-model --instance ...`, or pin the version in kit.toml"
+            )
+        return int(record[handle]["version"])
+
+    return resolve
+
+
+def read_published(root: str | Path = ".") -> dict:
+    path = Path(root) / PUBLISHED_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return {}
+
+
+def record_published(root: str | Path, handle: str, version: int, **extra) -> Path:
+    path = Path(root) / PUBLISHED_FILE
+    data = read_published(root)
+    data[handle] = {"version": int(version), **extra}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- models
+
+
+def instance_config(cfg: KitConfig, name: str):
+    if name not in cfg.instances:
+        known = ", ".join(sorted(cfg.instances)) or "none"
+        raise KitError(f"no model instance named {name!r} in kit.toml (known: {known}); add an [instances.{name}] table")
+    return cfg.instances[name]
+
+
+def instance_slug(cfg: KitConfig, name: str) -> str:
+    return instance_config(cfg, name).slug or name
+
+
+def instance_framework(cfg: KitConfig, name: str) -> str:
+    fw = instance_config(cfg, name).framework
+    return canonical_framework(fw) or fw
+
+
+def instance_handle(cfg: KitConfig, name: str) -> str:
+    """``owner/model-slug/framework/instance-slug`` (no version)."""
+    inst = instance_config(cfg, name)
+    return f"{owner(cfg)}/{inst.model_slug}/{instance_framework(cfg, name)}/{instance_slug(cfg, name)}"
+
+
+def instance_source(cfg: KitConfig, name: str, root: str | Path = ".") -> Path:
+    """The folder an instance publishes: `source`, else train.output (adapter) / model.path (base)."""
+    inst = instance_config(cfg, name)
+    src = inst.source or (cfg.train.output if inst.kind == "adapter" else cfg.model.path)
+    if not src:
+        field = "model.path" if inst.kind == "base" else "train.output"
+        then = " (then `kit fetch-base` downloads the base there)" if inst.kind == "base" else ""
+        raise KitError(f"instances.{name}: no folder to publish; set {field}{then} or instances.{name}.source in kit.toml")
+    path = Path(src).expanduser()
+    return path if path.is_absolute() else Path(root) / path
+
+
+def model_metadata(cfg: KitConfig, instance_name: str) -> dict:
+    """model-metadata.json of the model the instance belongs to."""
+    inst = instance_config(cfg, instance_name)
+    what = "fine-tuned adapter" if inst.kind == "adapter" else "base model"
+    description = (
+        f"# Model Summary\n\n{inst.model_title or inst.model_slug}: a {what} published with kaggle-kit "
+        f"(base: `{cfg.model.name}`).\n\n# Model Characteristics\n\nTask: {cfg.task.kind}, metric: {cfg.task.metric}.\n"
+    )
+    return render_metadata(
+        "model-metadata.json",
+        dict(
+            owner=owner(cfg),
+            title=inst.model_title or inst.model_slug,
+            slug=inst.model_slug,
+            subtitle="",
+            is_private=inst.is_private,
+            description=description,
+        ),
+    )
+
+
+def instance_metadata(cfg: KitConfig, instance_name: str) -> dict:
+    """model-instance-metadata.json (framework in Kaggle's spelling, licence in Kaggle's name)."""
+    inst = instance_config(cfg, instance_name)
+    if inst.kind == "adapter":
+        overview = (
+            f"PEFT adapter ({cfg.peft.method}) with its classification head for `{cfg.model.name}`; "
+            "kit_manifest.json inside records the prompt format, labels and quantization."
+        )
+        usage = (
+            "# Model Usage\n\nAttach this instance and the base model to a notebook; load the base with "
+            "`transformers`, then `peft.PeftModel.from_pretrained(base, \"${PATH}\")`.\n"
+        )
+    else:
+        overview = f"Snapshot of `{cfg.model.name}` (safetensors, config, tokenizer) for offline Kaggle notebooks."
+        usage = "# Model Usage\n\n`AutoModelForSequenceClassification.from_pretrained(\"${PATH}\")`\n"
+    if str(inst.license).lower() == "gemma":
+        overview += f" Licence: Gemma Terms of Use ({GEMMA_TERMS})."
+    return render_metadata(
+        "model-instance-metadata.json",
+        dict(
+            owner=owner(cfg),
+            model_slug=inst.model_slug,
+            instance_slug=instance_slug(cfg, instance_name),
+            framework=instance_framework(cfg, instance_name),
+            overview=overview,
+            usage=usage,
+            license=model_license_name(inst.license) or inst.license,
+            fine_tunable=False,
+        ),
+    )
+
+
+def validate_project(cfg: KitConfig, root: str | Path = ".") -> list[str]:
+    """Every publishing problem of the project at once (see `kaggle_kit.validate`)."""
+    from kaggle_kit.validate import validate_project as _validate
+
+    return _validate(cfg, root)
