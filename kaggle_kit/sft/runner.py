@@ -1,0 +1,305 @@
+"""`run_sft`: instruction tuning of a causal LM with LoRA / QLoRA / IA3, writing a self-describing run folder.
+
+The same kit.toml sections as classifier training: [model], [data] (format ``instructions``),
+[prompt] (template, max_length), [quantization], [peft] (``all-linear`` targets by default for
+SFT), [train] and [inference] (generation settings saved in the manifest's ``generation`` block).
+
+The run folder holds the adapter (``adapter_config.json`` + ``adapter_model.safetensors``), the
+tokenizer, ``kit_manifest.json`` (task.kind = 'sft'), ``log_history.json`` and ``loss.png``.
+Causal LMs normalise their loss by the Trainer's ``num_items_in_batch`` (the count of response
+tokens over all accumulated micro-batches), so gradient accumulation gives the same loss and
+gradient as one large batch (tests check this); ``accepts_loss_kwargs`` stays as the model sets it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kaggle_kit.errors import KitError
+
+
+@dataclass
+class SFTResult:
+    output_dir: Path
+    metrics: dict
+    manifest: object = None
+    log_history: list = field(default_factory=list)
+    train_rows: int = 0
+    val_rows: int = 0
+    fold: int | None = None
+    best_step: int | None = None
+
+
+def resolve_base(cfg) -> Path | str:
+    """The base model folder: model.path, the cached tiny causal Gemma-2 for 'tiny', else the hub id."""
+    if cfg.model.path:
+        path = Path(cfg.model.path)
+        if not path.exists():
+            raise KitError(f"model.path = {cfg.model.path!r} does not exist; point it at a downloaded base model folder")
+        return path
+    if cfg.model.name == "tiny":
+        from kaggle_kit.tiny import tiny_base_dir
+
+        return tiny_base_dir(causal=True)
+    return cfg.model.name
+
+
+def peft_config_causal(model, peft: dict):
+    """LoraConfig / IA3Config for a causal LM (``lm_head`` never adapted; ``all-linear`` is the SFT default)."""
+    from peft import IA3Config, LoraConfig, TaskType
+
+    from kaggle_kit.train.model import FEEDFORWARD_NAMES, layer_of, linear_module_names, num_layers, resolve_targets
+
+    method = peft.get("method", "lora")
+    targets = [t for t in resolve_targets(model, list(peft.get("targets") or ["all-linear"])) if t != "lm_head"]
+    freeze = int(peft.get("freeze_layers", 0) or 0)
+    n_layers = num_layers(model)
+    if freeze and freeze >= n_layers:
+        raise KitError(f"peft.freeze_layers = {freeze} leaves no layer to adapt: the base has {n_layers} layers; use a value below {n_layers}")
+    linear = {full: short for full, short in linear_module_names(model).items() if short != "lm_head"}
+    full_targets = [f for f, s in linear.items() if s in targets and (not freeze or (layer_of(f) is not None and layer_of(f) >= freeze))]
+    if not full_targets:
+        raise KitError(f"peft.targets = {peft.get('targets')}: no linear layer to adapt in {type(model).__name__}")
+    if method == "lora":
+        return LoraConfig(
+            task_type=TaskType.CAUSAL_LM, r=int(peft.get("r", 16)), lora_alpha=float(peft.get("alpha", 32)),
+            lora_dropout=float(peft.get("dropout", 0.0)), bias=peft.get("bias", "none"), target_modules=full_targets,
+        ), targets
+    if method == "ia3":
+        ff = [f for f in full_targets if linear[f] in FEEDFORWARD_NAMES]
+        return IA3Config(task_type=TaskType.CAUSAL_LM, target_modules=full_targets, feedforward_modules=ff), targets
+    raise KitError(f"peft.method = {method!r}: SFT trains an adapter; use 'lora' or 'ia3'")
+
+
+def _precision(cfg):
+    import torch
+
+    p = cfg.train.precision
+    cuda = torch.cuda.is_available()
+    if p == "auto":
+        if cuda:
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if p in ("bf16", "fp16") and not cuda:
+        return "fp32" if p == "fp16" else "bf16"
+    return p
+
+
+def _loss_plot(history: list, path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover
+        return None
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
+    val = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h]
+    if not train and not val:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if train:
+        ax.plot(*zip(*train), label="train loss")
+    if val:
+        ax.plot(*zip(*val), marker="o", label="validation loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (response tokens)")
+    ax.set_title("SFT loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SFTResult:
+    """Fine-tune a causal LM on instruction data per ``cfg`` (a KitConfig with task.kind = 'sft').
+
+    ``fold`` overrides ``data.fold`` (the held-out fold when ``data.val_fraction`` is 0).
+    """
+    import torch
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+
+    from kaggle_kit import __version__
+    from kaggle_kit.runtime.formats import read_dataset
+    from kaggle_kit.runtime.generation import default_stop_strings, load_causal, resolve_template
+    from kaggle_kit.runtime.manifest import Manifest, config_sha256, library_versions
+    from kaggle_kit.runtime.modeling import load_tokenizer
+    from kaggle_kit.runtime.prompting import PromptSpec
+
+    from .data import SFTCollator, build_sft_examples, split_rows
+
+    started = time.time()
+    if cfg.task.kind != "sft":
+        raise KitError(f"run_sft needs task.kind = 'sft', got {cfg.task.kind!r}")
+    if resume:
+        raise KitError("--resume is not supported for task.kind = 'sft' yet; start the run again")
+    if not cfg.data.train:
+        raise KitError("data.train is empty; set it to an instruction JSON/JSONL file (instruction, input, output)")
+    fmt = cfg.data.format if cfg.data.format != "auto" else "instructions"
+    data = read_dataset(cfg.data.train, fmt, id_column=cfg.data.id_column)
+    if data.kind != "instructions":
+        raise KitError(f"{cfg.data.train}: read as {data.format!r}; SFT needs data.format = 'instructions'")
+    rows = [r for r in data.rows if r.response_a]
+    if not rows:
+        raise KitError(f"{cfg.data.train}: no row has an 'output'; SFT training needs reference answers")
+    skipped = len(data.rows) - len(rows)
+    train_rows, val_rows = split_rows(
+        rows, folds=cfg.data.folds, fold=cfg.data.fold if fold is None else fold, val_fraction=cfg.data.val_fraction,
+        group_by_prompt=cfg.data.group_by_prompt, seed=cfg.data.seed,
+    )
+    base = resolve_base(cfg)
+    tokenizer = load_tokenizer(base, padding_side="right")
+    try:
+        template = resolve_template(tokenizer, cfg.prompt.template)
+    except ValueError as exc:
+        raise KitError(str(exc)) from None
+    max_length = int(cfg.prompt.max_length)
+    train_ds = build_sft_examples(train_rows, tokenizer, template, max_length)
+    val_ds = build_sft_examples(val_rows, tokenizer, template, max_length) if val_rows else None
+    log(
+        f"sft: {len(train_rows)} training / {len(val_rows)} validation rows ({skipped} without output skipped), "
+        f"template {template}, {train_ds.response_tokens} response tokens of {train_ds.num_tokens}"
+    )
+
+    quant = asdict(cfg.quantization)
+    quantized = quant["mode"] in ("4bit", "8bit")
+    precision = _precision(cfg)
+    dtype = None if quantized else (cfg.model.dtype if cfg.model.dtype != "auto" else {"bf16": "bfloat16", "fp16": "float32", "fp32": "float32"}[precision])
+    device_map = {"": 0} if (quantized and torch.cuda.is_available()) else None
+    model = load_causal(base, quant, dtype=dtype, device_map=device_map)
+    gc = bool(cfg.train.gradient_checkpointing)
+    gc_kwargs = {"use_reentrant": False}
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc, gradient_checkpointing_kwargs=gc_kwargs)
+    elif gc:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)
+        model.enable_input_require_grads()
+    model.config.use_cache = False
+    peft_cfg, targets = peft_config_causal(model, asdict(cfg.peft))
+    set_seed(cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+    model = get_peft_model(model, peft_cfg)
+    before = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
+    trainable = sum(p.numel() for p in before.values())
+    log(f"sft: {type(model.get_base_model()).__name__} from {base}, {cfg.peft.method} on {targets}, {trainable:,} trainable parameters, {precision}")
+
+    out = Path(cfg.train.output)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoints"
+    has_eval = val_ds is not None and len(val_ds) > 0
+    strategy = ("steps" if cfg.train.eval_steps > 0 else "epoch") if has_eval else "no"
+    warmup = cfg.train.warmup_steps if cfg.train.warmup_steps > 0 else float(cfg.train.warmup_ratio)
+    args = TrainingArguments(
+        output_dir=str(ckpt),
+        per_device_train_batch_size=cfg.train.batch_size,
+        per_device_eval_batch_size=cfg.train.eval_batch_size,
+        gradient_accumulation_steps=cfg.train.grad_accum,
+        learning_rate=cfg.train.learning_rate,
+        lr_scheduler_type=cfg.train.scheduler,
+        warmup_steps=warmup,
+        weight_decay=cfg.train.weight_decay,
+        max_grad_norm=cfg.train.max_grad_norm,
+        num_train_epochs=cfg.train.epochs,
+        max_steps=cfg.train.max_steps if cfg.train.max_steps > 0 else -1,
+        optim=cfg.train.optimizer,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        eval_strategy=strategy,
+        eval_steps=cfg.train.eval_steps if strategy == "steps" else None,
+        save_strategy=strategy if has_eval else "no",
+        save_steps=cfg.train.eval_steps if strategy == "steps" else None,
+        save_total_limit=1,
+        load_best_model_at_end=has_eval,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_steps=max(1, cfg.train.logging_steps),
+        report_to=list(cfg.train.report_to) or "none",
+        seed=cfg.train.seed,
+        train_sampling_strategy="group_by_length" if cfg.train.group_by_length else "random",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    callbacks = []
+    if has_eval and cfg.train.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_eval else None,
+        data_collator=SFTCollator(pad_id), processing_class=tokenizer, callbacks=callbacks,
+    )
+    train_out = trainer.train()
+    metrics = {"train_loss": float(train_out.training_loss), "steps": int(trainer.state.global_step),
+               "epochs": float(trainer.state.epoch or 0.0)}
+    if has_eval:
+        ev = trainer.evaluate()
+        metrics["eval_loss"] = float(ev["eval_loss"])
+        metrics["perplexity"] = float(math.exp(min(ev["eval_loss"], 50.0)))
+        if trainer.state.best_metric is not None:
+            metrics["best_eval_loss"] = float(trainer.state.best_metric)
+    moved = sum(1 for n, p in model.named_parameters() if n in before and not torch.equal(p.detach().float().cpu(), before[n].cpu()))
+    metrics["adapter_tensors_changed"] = f"{moved}/{len(before)}"
+    metrics["train_rows"], metrics["val_rows"] = len(train_rows), len(val_rows)
+    metrics["seconds"] = round(time.time() - started, 2)
+    if moved == 0:
+        log("sft: WARNING: no adapter weight changed during training (learning rate, steps or the 4-bit CPU trap?)")
+
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    history = list(trainer.state.log_history)
+    (out / "log_history.json").write_text(json.dumps(history, indent=1) + "\n")
+    _loss_plot(history, out / "loss.png")
+    base_model = model.get_base_model()
+    stops = list(cfg.inference.stop_strings) or default_stop_strings(template)
+    manifest = Manifest(
+        task={"kind": "sft", "labels": [], "metric": "eval_loss", "format": data.format},
+        prompt=PromptSpec(template=template, max_length=max_length, truncation="head_tail", shares=[1, 1, 0]).to_dict(),
+        base_model={
+            "name": cfg.model.name, "path": str(base) if Path(str(base)).exists() else "",
+            "config_sha256": config_sha256(base) if Path(str(base)).exists() else None,
+            "architecture": type(base_model).__name__, "model_type": getattr(base_model.config, "model_type", ""),
+        },
+        quantization=quant,
+        peft={**asdict(cfg.peft), "targets": targets, "task_type": "CAUSAL_LM"},
+        training={
+            "optimizer": cfg.train.optimizer, "learning_rate": cfg.train.learning_rate, "scheduler": cfg.train.scheduler,
+            "warmup": warmup, "weight_decay": cfg.train.weight_decay, "max_grad_norm": cfg.train.max_grad_norm,
+            "batch_size": cfg.train.batch_size, "grad_accum": cfg.train.grad_accum, "epochs": cfg.train.epochs,
+            "max_steps": cfg.train.max_steps, "precision": precision, "seed": cfg.train.seed,
+            "early_stopping_patience": cfg.train.early_stopping_patience, "group_by_length": cfg.train.group_by_length,
+            "data": str(cfg.data.train), "train_rows": len(train_rows), "val_rows": len(val_rows),
+            "split": {"folds": cfg.data.folds, "fold": cfg.data.fold if fold is None else fold, "val_fraction": cfg.data.val_fraction,
+                      "group_by_prompt": cfg.data.group_by_prompt, "seed": cfg.data.seed},
+            "loss": "response tokens only (prompt and padding labels -100)",
+        },
+        generation={
+            "template": template, "max_new_tokens": cfg.inference.max_new_tokens, "stop_strings": stops,
+            "do_sample": cfg.inference.do_sample, "temperature": cfg.inference.temperature, "top_p": cfg.inference.top_p,
+            "top_k": cfg.inference.top_k, "batch_size": cfg.inference.max_batch_rows, "batch_tokens": cfg.inference.batch_tokens,
+            "seed": cfg.train.seed,
+        },
+        versions=library_versions(),
+        metrics=metrics,
+        kit_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    manifest.save(out)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    log(f"sft: wrote {out} (train loss {metrics['train_loss']:.4f}"
+        + (f", eval loss {metrics['eval_loss']:.4f}" if "eval_loss" in metrics else "") + f", {metrics['seconds']} s)")
+    best_step = None
+    if trainer.state.best_model_checkpoint:
+        try:
+            best_step = int(str(trainer.state.best_model_checkpoint).rsplit("-", 1)[-1])
+        except ValueError:
+            best_step = None
+    return SFTResult(out, metrics, manifest, history, len(train_rows), len(val_rows),
+                     cfg.data.fold if fold is None else fold, best_step)
