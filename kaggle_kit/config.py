@@ -149,6 +149,12 @@ class InferenceConfig:
     budget_minutes: float = _f(0.0, "Time budget for prediction; 0 = none. The run degrades in steps to finish in time.")
     devices: list = _f([], "Devices to run one model replica each on, e.g. ['cuda:0', 'cuda:1']; empty = all GPUs, else the CPU.")
     quantization: str = _f("", "Override the quantization recorded in the adapter manifest (none, 4bit, 8bit); empty = as trained.")
+    max_new_tokens: int = _f(256, "SFT generation: most new tokens per answer.")
+    do_sample: bool = _f(False, "SFT generation: sample (temperature/top_p/top_k) instead of greedy decoding.")
+    temperature: float = _f(0.7, "SFT generation: sampling temperature (do_sample only).")
+    top_p: float = _f(0.9, "SFT generation: nucleus sampling mass (do_sample only).")
+    top_k: int = _f(0, "SFT generation: top-k sampling (0 = off; do_sample only).")
+    stop_strings: list = _f([], "SFT generation: cut answers at these strings; empty = the prompt template's defaults.")
 
 
 @dataclass
@@ -238,9 +244,10 @@ def _hint(cls) -> dict:
     return typing.get_type_hints(cls)
 
 
-def _nearest(key: str, valid: list[str]) -> str:
+def _nearest(key: str, valid: list[str], prefix: str = "") -> str:
     near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    return f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(valid)}"
+    dotted = f"{prefix}." if prefix else ""
+    return f"; did you mean '{dotted}{near[0]}'?" if near else f"; valid keys: {', '.join(valid)}"
 
 
 def _apply(obj: Any, data: dict, where: str, problems: list[str]) -> None:
@@ -249,7 +256,7 @@ def _apply(obj: Any, data: dict, where: str, problems: list[str]) -> None:
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
         if key not in fields:
-            problems.append(f"unknown key '{path}'{_nearest(key, list(fields))}")
+            problems.append(f"unknown key '{path}'{_nearest(key, list(fields), where)}")
             continue
         f = fields[key]
         tp = hints[key]
@@ -538,6 +545,7 @@ def init_config(path: str | os.PathLike, preset: str = "lmsys", force: bool = Fa
         cfg.kaggle.username = username
     text = render_toml(cfg, preset)
     build_config((str(path), tomllib.loads(text)))  # what we write must load
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
 

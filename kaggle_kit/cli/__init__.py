@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "bench": ("kaggle_kit.cli.bench", "bench", "Benchmarks that print measured ratios against a baseline."),
     "train": ("kaggle_kit.cli.train", "train", "Fine-tune a QLoRA/LoRA/IA3 classifier; writes a self-describing run folder."),
     "predict": ("kaggle_kit.cli.predict", "predict", "Batched prediction from a run folder to a validated submission."),
+    "generate": ("kaggle_kit.cli.generate", "generate", "Batched generation from an SFT adapter, with exact-match/F1/ROUGE-L evaluation."),
     "merge": ("kaggle_kit.cli.predict", "merge", "Merge an adapter into a full-precision base; save a 16-bit model."),
     "render": ("kaggle_kit.cli.notebooks", "render", "Render kernels/<name>/ (notebook + kernel-metadata.json) from notebooks_src/."),
     "run-local": ("kaggle_kit.cli.notebooks", "run_local", "Execute a rendered notebook locally with the network cut."),

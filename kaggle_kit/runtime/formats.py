@@ -117,6 +117,8 @@ def parse_turns(value: Any, where: str, rid: str, problems: list, json_list: boo
         problems.append(Problem(rid, where, "not a JSON list of turns; kept as plain text"))
         return [clean_text(value, where, rid, problems)]
     else:
+        if isinstance(value, str) and not value.strip():
+            problems.append(Problem(rid, where, "empty cell read as empty text"))
         return [clean_text(value, where, rid, problems)]
     turns = []
     for i, item in enumerate(items):

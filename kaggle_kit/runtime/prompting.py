@@ -15,7 +15,8 @@ budget remains for part of it (every non-empty component keeps at least a floor 
   middle of the *whole* text, as seed 000 did, is what drops whole responses.)
 - ``turn_aware``: turns aligned from the newest; the newest turns are kept whole while they fit,
   the turn that no longer fits is split between its prompt/A/B parts by the shares, older turns
-  are dropped.
+  are dropped. A floor of tokens stays held for each component until it has kept some text, so
+  a component whose text lies in older turns is not starved by whole newer turns of the others.
 
 Training, local prediction and the Kaggle notebook all call :class:`Encoder`.
 """
@@ -31,6 +32,7 @@ TEMPLATES = {
         "pairwise": ("<prompt>: ", "\n\n<response_a>: ", "\n\n<response_b>: "),
         "classification": ("<text>: ",),
         "multilabel": ("<text>: ",),
+        "instructions": ("<instruction>: ", "\n\n<response>: "),
     },
 }
 TURN_SEPARATOR = "\n"
@@ -68,9 +70,12 @@ class Encoded:
 
 
 def components_of(row, kind: str) -> list:
-    """The row's components as lists of turns: [prompt, A, B] (pairwise) or [text turns]."""
+    """The row's components as lists of turns: [prompt, A, B] (pairwise), [instruction + input,
+    output] (instructions) or [text turns] (classification)."""
     if kind == "pairwise":
         return [row.prompt, row.response_a, row.response_b]
+    if kind == "instructions":
+        return [row.prompt, row.response_a]
     return [row.prompt]
 
 
@@ -143,6 +148,7 @@ class Encoder:
         self.tokenizer = tokenizer
         self.spec = spec
         self.kind = kind
+        self._backend = _plain_backend(tokenizer)
         self.markers = [self._ids(m) for m in markers]
         self.separator = self._ids(TURN_SEPARATOR)
         self.prefix, self.suffix = special_tokens_around(tokenizer)
@@ -155,7 +161,20 @@ class Encoder:
             )
 
     def _ids(self, text: str) -> list:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+        return list(self._batch_ids([text])[0]) if text else []
+
+    def _batch_ids(self, texts: list) -> list:
+        """Token ids of each text, without special tokens, truncation or padding.
+
+        A fast tokenizer's Rust backend is called directly (``encode_batch_fast``: no offsets, no
+        per-encoding Python conversion; about 20% faster than the transformers wrapper, same ids);
+        other tokenizers go through their ``__call__``.
+        """
+        if not texts:
+            return []
+        if self._backend is not None:
+            return [e.ids for e in self._backend(texts, add_special_tokens=False)]
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
     # ------------------------------------------------------------------ public
     def encode(self, rows: list, chunk: int = 1024) -> list:
@@ -173,11 +192,15 @@ class Encoder:
         markers = TEMPLATES[self.spec.template][self.kind]
         return "".join(m + TURN_SEPARATOR.join(turns) for m, turns in zip(markers, components_of(row, self.kind)))
 
-    # ------------------------------------------------------------------ internals
-    def _encode_chunk(self, rows: list) -> list:
+    def tokenize(self, rows: list) -> list:
+        """Per row, per component, the token ids of each turn (one batched tokenizer call).
+
+        With :meth:`assemble` this lets several encoders (e.g. one per truncation strategy, same
+        tokenizer) share one tokenization, as `kit data inspect` does.
+        """
         comps = [components_of(r, self.kind) for r in rows]
         flat = [t for c in comps for turns in c for t in turns]
-        ids = self.tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+        ids = self._batch_ids(flat)
         out = []
         pos = 0
         for c in comps:
@@ -185,8 +208,16 @@ class Encoder:
             for turns in c:
                 turn_ids.append(ids[pos:pos + len(turns)])
                 pos += len(turns)
-            out.append(self._assemble(turn_ids))
+            out.append(turn_ids)
         return out
+
+    def assemble(self, turn_ids: list) -> Encoded:
+        """One row's :meth:`tokenize` output → its truncated :class:`Encoded` under this spec."""
+        return self._assemble(turn_ids)
+
+    # ------------------------------------------------------------------ internals
+    def _encode_chunk(self, rows: list) -> list:
+        return [self._assemble(t) for t in self.tokenize(rows)]
 
     def _join(self, turns: list) -> list:
         if len(turns) == 1:
@@ -225,25 +256,64 @@ class Encoder:
         n_turns = max(len(t) for t in turn_ids)
         kept: list = [[] for _ in turn_ids]  # newest first
         remaining = self.budget
+        # a floor of tokens held back for every component with text until it keeps some, so that
+        # whole newer turns of one component cannot starve another whose text is older
+        text = [sum(len(t) for t in turns) for turns in turn_ids]
+        n_text = sum(1 for x in text if x)
+        per = min(MIN_COMPONENT_TOKENS, self.budget // n_text) if n_text else 0
+        reserve = [min(per, x) for x in text]
         for back in range(1, n_turns + 1):
             parts = [turns[-back] if back <= len(turns) else None for turns in turn_ids]
             cost = [0 if p is None else len(p) + (sep if kept[c] else 0) for c, p in enumerate(parts)]
-            if sum(cost) <= remaining:
+            held = sum(reserve[c] for c, p in enumerate(parts) if p is None or not len(p))
+            if sum(cost) <= remaining - held:
                 for c, p in enumerate(parts):
                     if p is not None:
                         kept[c].append(list(p))
+                        if len(p):
+                            reserve[c] = 0
                 remaining -= sum(cost)
                 continue
-            # the turn that no longer fits: split what is left between its parts, then stop
+            # the turn that no longer fits: split what is left between its parts, then stop.
+            # A component that has kept no text yet starts afresh (its kept empty turns and their
+            # separators go) and, if its part here is empty, stands in its newest non-empty older
+            # turn: no component with text loses all of it while budget remains for part of it.
+            for c, turns in enumerate(turn_ids):
+                if not any(kept[c]):
+                    kept[c] = []
+                    if parts[c] is None or not len(parts[c]):
+                        older = [t for t in turns[: max(len(turns) - back, 0)] if len(t)]
+                        parts[c] = older[-1] if older else parts[c]
             need = [0 if p is None else len(p) for p in parts]
-            seps = sum(sep for c, p in enumerate(parts) if p is not None and kept[c])
-            alloc = waterfill(need, max(0, remaining - seps), self.spec.shares)
+            fresh = [c for c in range(len(parts)) if need[c] > 0 and not kept[c]]
+            extend = [c for c in range(len(parts)) if need[c] > 0 and kept[c]]
+            avail = remaining - sep * len(extend)
+            if fresh and avail < len(fresh) + len(extend):  # too little for all: text-less ones first
+                for c in extend:
+                    need[c] = 0
+                avail = remaining
+            alloc = waterfill(need, max(0, avail), self.spec.shares)
             for c, p in enumerate(parts):
                 if p is not None and alloc[c] > 0:
                     kept[c].append(list(p[:alloc[c]]))
             break
         pieces = [self._join(list(reversed(k))) if k else [] for k in kept]
         return pieces, lengths
+
+
+def _plain_backend(tokenizer):
+    """The batch-encode method of a copy of a fast tokenizer's backend with truncation and padding
+    off (a tokenizer.json may carry both, e.g. MiniLM's 128), or None for other tokenizers."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not getattr(tokenizer, "is_fast", False):
+        return None
+    try:
+        plain = type(backend).from_str(backend.to_str())  # a copy; no import of `tokenizers` needed
+        plain.no_truncation()
+        plain.no_padding()
+        return getattr(plain, "encode_batch_fast", None) or plain.encode_batch
+    except Exception:  # an unusual backend: use the tokenizer's own call
+        return None
 
 
 def special_tokens_around(tokenizer) -> tuple:

