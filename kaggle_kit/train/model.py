@@ -1,0 +1,158 @@
+"""Base model + PEFT adapter for training.
+
+The base comes from `runtime.modeling.load_base` (the same loader inference uses: quantization, pad
+token, the CPU 4-bit repack trap). On top: LoRA or IA3 on a target preset ('attention',
+'all-linear') or explicit module names, no adapter on the lowest N layers, the classification head
+always trained and saved (``modules_to_save``), k-bit preparation, non-reentrant gradient
+checkpointing, and the seed set right before the adapter's random initial weights are drawn.
+"""
+from __future__ import annotations
+
+import re
+
+from kaggle_kit.errors import KitError
+
+# attention projections by naming family (decoders, BERT-likes, DeBERTa, GPT-2-likes)
+ATTENTION_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value", "query_proj", "key_proj",
+                   "value_proj", "c_attn", "qkv_proj", "Wqkv", "in_proj")
+# the feed-forward output projection (IA3 scales its input)
+FEEDFORWARD_NAMES = ("down_proj", "fc2", "w2", "dense_4h_to_h", "c_proj")
+HEAD_NAMES = ("score", "classifier")
+_LAYER_RE = re.compile(r"\.(?:layers|layer|h|blocks|block)\.(\d+)\.")
+
+
+def linear_module_names(model) -> dict:
+    """Full name -> short name of every Linear-like module below the classification head."""
+    import torch
+
+    try:
+        import bitsandbytes as bnb
+
+        linear_types = (torch.nn.Linear, bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
+    except ImportError:  # pragma: no cover
+        linear_types = (torch.nn.Linear,)
+    out = {}
+    for name, module in model.named_modules():
+        short = name.rsplit(".", 1)[-1]
+        if isinstance(module, linear_types) and short not in HEAD_NAMES and "pooler" not in name:
+            out[name] = short
+    return out
+
+
+def head_name(model) -> str:
+    for name, _ in model.named_children():
+        if name in HEAD_NAMES:
+            return name
+    raise KitError(f"{type(model).__name__} has no classification head named {' or '.join(HEAD_NAMES)}; "
+                   f"use a base that AutoModelForSequenceClassification supports")
+
+
+def num_layers(model) -> int:
+    n = getattr(model.config, "num_hidden_layers", None)
+    if n is None:
+        idx = [int(m.group(1)) for name in linear_module_names(model) for m in [_LAYER_RE.search(name)] if m]
+        n = max(idx) + 1 if idx else 0
+    return int(n)
+
+
+def layer_of(name: str):
+    m = _LAYER_RE.search("." + name + ".")
+    return int(m.group(1)) if m else None
+
+
+def resolve_targets(model, targets: list) -> list:
+    """Short module names for a preset ('attention', 'all-linear') or an explicit list (checked)."""
+    linear = linear_module_names(model)
+    shorts = sorted(set(linear.values()))
+    targets = list(targets or ["attention"])
+    if targets == ["attention"]:
+        found = [n for n in shorts if n in ATTENTION_NAMES]
+        if not found:
+            raise KitError(f"peft.targets = ['attention']: no attention projections found in {type(model).__name__} "
+                           f"(linear layers: {shorts}); list module names explicitly, e.g. peft.targets = {shorts[:2]}")
+        return found
+    if targets == ["all-linear"]:
+        return shorts
+    unknown = [t for t in targets if t not in shorts and not any(full.endswith("." + t) or full == t for full in linear)]
+    if unknown:
+        raise KitError(f"peft.targets = {targets}: {unknown} name no linear layer of {type(model).__name__}; "
+                       f"available: {shorts}, or the presets 'attention' / 'all-linear'")
+    return targets
+
+
+def peft_config(model, peft: dict, multilabel: bool = False):
+    """A LoraConfig / IA3Config for ``model`` from the [peft] section (a dict)."""
+    from peft import IA3Config, LoraConfig, TaskType
+
+    method = peft.get("method", "lora")
+    targets = resolve_targets(model, peft.get("targets", ["attention"]))
+    freeze = int(peft.get("freeze_layers", 0) or 0)
+    n_layers = num_layers(model)
+    if freeze and freeze >= n_layers:
+        raise KitError(f"peft.freeze_layers = {freeze} leaves no layer to adapt: the base has {n_layers} layers; "
+                       f"use a value below {n_layers}")
+    head = head_name(model)
+    if method == "lora":
+        kwargs = {}
+        if freeze:
+            kwargs["layers_to_transform"] = list(range(freeze, n_layers))
+        return LoraConfig(
+            task_type=TaskType.SEQ_CLS, r=int(peft.get("r", 16)), lora_alpha=float(peft.get("alpha", 32)),
+            lora_dropout=float(peft.get("dropout", 0.0)), bias=peft.get("bias", "none"),
+            target_modules=targets, modules_to_save=[head], **kwargs,
+        )
+    if method == "ia3":
+        if list(peft.get("targets", ["attention"])) == ["attention"]:
+            # IA3 on attention: keys, values and the feed-forward output (IA3 paper / PEFT defaults)
+            targets = [t for t in targets if t in ("k_proj", "v_proj", "key", "value", "key_proj", "value_proj", "c_attn", "in_proj", "qkv_proj", "Wqkv")]
+            linear = linear_module_names(model)
+            targets += sorted({s for s in linear.values() if s in FEEDFORWARD_NAMES})
+            if "output" in {full.rsplit(".", 2)[-2] for full in linear if full.count(".") >= 2}:  # BERT-like: output.dense
+                targets.append("output.dense")
+        ff = [t for t in targets if t in FEEDFORWARD_NAMES or t == "output.dense"]
+        linear = linear_module_names(model)
+        full_targets = [full for full in linear if any(full == t or full.endswith("." + t) for t in targets)]
+        full_ff = [full for full in full_targets if any(full.endswith("." + t) for t in ff)]
+        if freeze:
+            full_targets = [f for f in full_targets if (layer_of(f) is None or layer_of(f) >= freeze)]
+            full_ff = [f for f in full_ff if f in full_targets]
+        return IA3Config(task_type=TaskType.SEQ_CLS, target_modules=full_targets, feedforward_modules=full_ff,
+                         modules_to_save=[head])
+    raise KitError(f"peft.method = {method!r}: training needs an adapter ('lora' or 'ia3')")
+
+
+def attach_adapter(model, peft: dict, seed: int, quantized: bool, gradient_checkpointing: bool = False):
+    """Prepare (k-bit, checkpointing), seed, wrap in PEFT. Returns the PeftModel."""
+    import torch
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
+
+    gc_kwargs = {"use_reentrant": False}
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=gc_kwargs)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)
+    if gradient_checkpointing:
+        model.config.use_cache = False
+    # Sequence classifiers accept **kwargs, so the Trainer would believe they normalise the loss by
+    # num_items_in_batch; they don't (loss x grad_accum, x world size). See stack notes.
+    model.accepts_loss_kwargs = False
+    cfg = peft_config(model, peft)
+    set_seed(seed)
+    torch.manual_seed(seed)
+    pm = get_peft_model(model, cfg)
+    head = head_name(model)
+    # the head copy must train in fp32 even on a half-precision base
+    for name, p in pm.named_parameters():
+        if "modules_to_save" in name and head in name:
+            p.requires_grad_(True)
+            if p.dtype in (torch.float16, torch.bfloat16) and quantized:
+                p.data = p.data.float()
+    return pm
+
+
+def trainable_summary(model) -> dict:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": int(trainable), "total": int(total), "share": trainable / max(total, 1)}
