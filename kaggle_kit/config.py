@@ -27,11 +27,15 @@ else:  # pragma: no cover - Python 3.10
 CONFIG_FILE = "kit.toml"
 
 
-def _f(default: Any, help: str, choices: tuple | None = None):
-    """A dataclass field with help text (and allowed values, checked on load)."""
+def _f(default: Any, help: str, choices: tuple | None = None, int_as_str: bool = False):
+    """A dataclass field with help text (and allowed values, checked on load).
+
+    ``int_as_str``: a string field that also takes a TOML integer (e.g. ``version = 3``)."""
     meta = {"help": help}
     if choices:
         meta["choices"] = choices
+    if int_as_str:
+        meta["int_as_str"] = True
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: json.loads(json.dumps(d)), metadata=meta)
     return field(default=default, metadata=meta)
@@ -190,7 +194,7 @@ class InstanceConfig:
     source: str = _f("", "Folder to publish; empty = train.output for adapters, model.path for bases.")
     framework: str = _f("transformers", "Kaggle framework (PEFT adapters are 'transformers').")
     license: str = _f("apache-2.0", "Licence name Kaggle knows.")
-    version: str = _f("latest", "Version mounted by kernels: an integer, or 'latest' (resolved from Kaggle).")
+    version: str = _f("latest", "Version mounted by kernels: an integer, or 'latest' (resolved from Kaggle).", int_as_str=True)
     is_private: bool = _f(True, "Private model.")
 
 
@@ -282,6 +286,8 @@ def _apply(obj: Any, data: dict, where: str, problems: list[str]) -> None:
             continue
         if tp is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if tp is str and f.metadata.get("int_as_str") and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
         if not _type_ok(value, tp):
             problems.append(
                 f"'{path}' must be {getattr(tp, '__name__', tp)}, got {value!r} ({type(value).__name__})"

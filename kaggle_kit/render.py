@@ -32,6 +32,7 @@ WRITEFILE_PREFIX = "%%writefile {RUNTIME_DIR}/"
 REQUIRED_INPUTS = {
     "inference": ("competition", "adapter", "wheels"),
     "train": ("competition", "wheels"),
+    "generate": ("adapter",),
 }
 INPUT_FIX = {
     "competition": "set kaggle.competition (or data.test to a /kaggle/input/... path)",

@@ -23,6 +23,9 @@ TINY_CONFIG = dict(
     sliding_window=4096,
 )
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>"]
+# A causal base needs larger initial weights: with the default 0.02 every logit stays near 1 while
+# lm_head and the final norm are frozen under LoRA, and the tiny model cannot show learning.
+CAUSAL_INIT_RANGE = 0.3
 
 
 def _corpus() -> list:
@@ -69,6 +72,7 @@ def build_tiny_base(out_dir, num_labels: int = 3, seed: int = 0, causal: bool = 
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         num_labels=num_labels,
+        **({"initializer_range": CAUSAL_INIT_RANGE} if causal else {}),
     )
     model = (Gemma2ForCausalLM if causal else Gemma2ForSequenceClassification)(config)
     model.save_pretrained(out)
@@ -80,7 +84,7 @@ def build_tiny_base(out_dir, num_labels: int = 3, seed: int = 0, causal: bool = 
 def tiny_base_dir(num_labels: int = 3, causal: bool = False) -> Path:
     """A cached tiny base under $KIT_CACHE (default ~/.cache/kaggle-kit); built on first use."""
     root = Path(os.environ.get("KIT_CACHE", Path.home() / ".cache" / "kaggle-kit"))
-    key = hashlib.sha256(json.dumps([TINY_CONFIG, num_labels, causal, _corpus_version()]).encode()).hexdigest()[:10]
+    key = hashlib.sha256(json.dumps([TINY_CONFIG, num_labels, causal, CAUSAL_INIT_RANGE if causal else None, _corpus_version()]).encode()).hexdigest()[:10]
     path = root / f"tiny-gemma2-{'causal' if causal else f'cls{num_labels}'}-{key}"
     if not (path / "config.json").exists():
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")

@@ -140,3 +140,12 @@ def test_render_toml_covers_every_field():
     text = render_toml(KitConfig())
     for section in ("kaggle", "model", "task", "data", "prompt", "quantization", "peft", "train", "inference", "wheels"):
         assert f"[{section}]" in text
+
+
+def test_instance_version_takes_a_toml_integer_or_latest():
+    from kaggle_kit.config import ConfigError, build_config
+
+    cfg = build_config(("kit.toml", {"instances": {"adapter": {"version": 3}}}))
+    assert cfg.instances["adapter"].version == "3"
+    with pytest.raises(ConfigError, match="instances.adapter.version"):
+        build_config(("kit.toml", {"instances": {"adapter": {"version": "v3"}}}))

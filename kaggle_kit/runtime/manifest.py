@@ -32,6 +32,7 @@ class Manifest:
     training: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    generation: dict = field(default_factory=dict)  # sft: template, max_new_tokens, stop_strings, sampling
     kit_version: str = ""
     manifest_version: int = MANIFEST_VERSION
     created: str = ""
@@ -112,3 +113,120 @@ def config_sha256(model_dir) -> Optional[str]:
 
 def python_tag() -> str:
     return f"cp{sys.version_info.major}{sys.version_info.minor}"
+
+
+# --------------------------------------------------------------------------- compatibility checks
+
+class CompatibilityError(ValueError):
+    """The adapter does not fit the base, the labels or the library versions at hand."""
+
+
+# Config keys that describe the network itself; others (transformers_version, dtype, label maps,
+# quantization) change with how a copy of the same base was saved and do not matter.
+ARCHITECTURE_KEYS = (
+    "model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "vocab_size",
+)
+
+
+def _major_minor(version) -> Optional[tuple]:
+    import re
+
+    if not version:
+        return None
+    m = re.match(r"(\d+)\.(\d+)", str(version))
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def check_versions(manifest: "Manifest", current: Optional[dict] = None) -> tuple:
+    """(warnings, errors) comparing the library versions recorded at training with ``current``.
+
+    Any difference is a warning naming both versions. Errors where loading is known to break:
+    a peft older (major.minor) than the one that saved the adapter (newer adapter_config fields are
+    rejected), and a different transformers major version (4 ↔ 5 renamed model classes, config
+    fields and tokenizer backends).
+    """
+    current = library_versions() if current is None else current
+    trained = manifest.versions or {}
+    warnings, errors = [], []
+    for name in sorted(set(trained) | set(current)):
+        was, now = trained.get(name), current.get(name)
+        if was is None or now is None or str(was) == str(now):
+            continue
+        warnings.append(f"{name}: the adapter was trained with {name} {was}, this environment has {name} {now}")
+    peft_was, peft_now = _major_minor(trained.get("peft")), _major_minor(current.get("peft"))
+    if peft_was and peft_now and peft_now < peft_was:
+        errors.append(
+            f"peft {current.get('peft')} is older than peft {trained.get('peft')} that saved the adapter; "
+            f"adapter_config.json may hold fields it rejects. Install peft>={peft_was[0]}.{peft_was[1]} "
+            f"(add it to the wheel set for Kaggle)"
+        )
+    tf_was, tf_now = _major_minor(trained.get("transformers")), _major_minor(current.get("transformers"))
+    if tf_was and tf_now and tf_was[0] != tf_now[0]:
+        errors.append(
+            f"transformers {current.get('transformers')} has another major version than transformers "
+            f"{trained.get('transformers')} used at training ({tf_was[0]}.x vs {tf_now[0]}.x changes model classes "
+            f"and config fields); install transformers=={trained.get('transformers')}"
+        )
+    return warnings, errors
+
+
+def check_compatible(manifest: "Manifest", base_path=None, labels: Optional[list] = None) -> list:
+    """Raise CompatibilityError (a ValueError) when the adapter does not fit ``base_path`` or ``labels``; return notes otherwise.
+
+    Reads only config.json files, so it runs before any weights load. The base matches when its
+    config.json hashes to the recorded sha256; otherwise its model_type must equal the recorded one
+    and, when the recorded base folder is present too, the architecture keys must agree.
+    """
+    notes: list = []
+    bm = manifest.base_model or {}
+    if labels:
+        want = manifest.labels
+        if want and list(labels) != list(want):
+            raise CompatibilityError(
+                f"the adapter was trained for labels {want} but the data has labels {list(labels)}; "
+                f"use an adapter trained on this task (or pass data in the format it was trained on: "
+                f"{manifest.task.get('format', '?')})"
+            )
+    if base_path is None:
+        return notes
+    base_path = Path(base_path)
+    cfg_path = base_path / "config.json"
+    if not cfg_path.is_file():
+        raise CompatibilityError(f"{base_path}: no config.json; pass the folder of the base model the adapter was trained on ({bm.get('name') or bm.get('path')})")
+    sha = config_sha256(base_path)
+    if bm.get("config_sha256") and sha == bm.get("config_sha256"):
+        return notes
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise CompatibilityError(f"{cfg_path}: not valid JSON ({exc})") from None
+    want_type = bm.get("model_type")
+    if want_type and cfg.get("model_type") != want_type:
+        raise CompatibilityError(
+            f"{base_path} is a {cfg.get('model_type')!r} model but the adapter was trained on a {want_type!r} base "
+            f"({bm.get('name') or bm.get('path')}); pass --base with the right base folder"
+        )
+    recorded = Path(bm["path"]) if bm.get("path") else None
+    if recorded is not None and (recorded / "config.json").is_file():
+        try:
+            rec = json.loads((recorded / "config.json").read_text(encoding="utf-8"))
+        except ValueError:
+            rec = None
+        if rec is not None:
+            diff = {k: (rec.get(k), cfg.get(k)) for k in ARCHITECTURE_KEYS if rec.get(k) != cfg.get(k)}
+            if diff:
+                shown = ", ".join(f"{k}: trained {a!r} vs given {b!r}" for k, (a, b) in diff.items())
+                raise CompatibilityError(
+                    f"{base_path} is another base than the adapter was trained on ({recorded}): {shown}; "
+                    f"pass --base with the base named in kit_manifest.json"
+                )
+            notes.append(f"{base_path}: config.json differs from the training base's but its architecture matches")
+            return notes
+    if bm.get("config_sha256"):
+        raise CompatibilityError(
+            f"{base_path}: config.json (sha256 {sha[:12]}…) is not the one the adapter was trained on "
+            f"(sha256 {str(bm.get('config_sha256'))[:12]}…, base {bm.get('name') or bm.get('path')}); "
+            f"pass --base with that base's folder"
+        )
+    return notes

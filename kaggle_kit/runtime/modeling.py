@@ -104,3 +104,103 @@ def load_base(
     if torch.cuda.is_available() is False and qconfig is not None:
         model.config.use_cache = False
     return model
+
+
+def quantization_for(manifest_quant: Optional[dict], override: Optional[str]) -> dict:
+    """The quantization dict to load with: the trained one, or ``override`` ('none' | '4bit' | '8bit')."""
+    q = dict(manifest_quant or {"mode": "none"})
+    if override in (None, ""):
+        return q
+    if override not in ("none", "4bit", "8bit"):
+        raise ValueError(f"quantization {override!r} is not one of none, 4bit, 8bit")
+    q["mode"] = override
+    if override == "4bit":
+        q.setdefault("quant_type", "nf4")
+        q.setdefault("double_quant", True)
+        q.setdefault("compute_dtype", "bfloat16")
+    return q
+
+
+def is_merged_folder(folder) -> bool:
+    """A folder written by `kit merge` (full model + manifest, no adapter_config.json)."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    return (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file()
+
+
+def _compute_dtype_for(device: str, wanted: Optional[str]) -> Optional[str]:
+    """bf16 compute where the GPU has it; fp16 on GPUs without bf16 (T4); as asked on the CPU."""
+    import torch
+
+    if device.startswith("cuda") and wanted in ("bfloat16", "bf16") and not torch.cuda.is_bf16_supported():
+        return "float16"
+    return wanted
+
+
+def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] = None, device=None, merged: Optional[bool] = False, dtype: Optional[str] = None, log=None):
+    """(model, tokenizer, manifest) ready for prediction from a run folder's ``kit_manifest.json``.
+
+    - the base loads in the quantization it was trained with, or ``quantization`` ('none'|'4bit'|'8bit');
+    - the adapter attaches with ``PeftModel.from_pretrained`` (or, for a folder written by `kit merge`,
+      ``merged=True`` or auto-detected, the merged model loads directly);
+    - the pad token comes from the tokenizer saved with the adapter (right padding);
+    - compatibility (base, labels, library versions) is checked before any weights load.
+    """
+    from pathlib import Path
+
+    import torch
+
+    from .manifest import CompatibilityError, Manifest, check_compatible, check_versions
+
+    log = log or (lambda *a, **k: None)
+    adapter_dir = Path(adapter_dir)
+    manifest = Manifest.load(adapter_dir)
+    warns, errors = check_versions(manifest)
+    for w in warns:
+        log(f"warning: {w}")
+    if errors:
+        raise CompatibilityError("; ".join(errors))
+    merged = bool(merged) or is_merged_folder(adapter_dir)
+    device = str(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
+    if merged:
+        source = adapter_dir
+        q = quantization_for({"mode": "none"}, quantization)
+    else:
+        source = Path(base_path) if base_path else Path(manifest.base_model.get("path") or "")
+        if not str(source) or not (source / "config.json").is_file():
+            raise CompatibilityError(
+                f"{adapter_dir}: the base model folder {str(source) or '(none recorded)'} is not here; "
+                f"pass --base with the base model folder ({manifest.base_model.get('name', '?')})"
+            )
+        for note in check_compatible(manifest, source, None):
+            log(note)
+        q = quantization_for(manifest.quantization, quantization)
+    if q.get("mode") == "4bit":
+        q["compute_dtype"] = _compute_dtype_for(device, q.get("compute_dtype", "bfloat16"))
+    tok_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else source
+    tokenizer = load_tokenizer(tok_dir, padding_side="right")
+    if dtype is None and q.get("mode", "none") == "none":
+        saved = (manifest.training or {}).get("merged", {}).get("dtype") if merged else None
+        if device.startswith("cuda"):
+            dtype = _compute_dtype_for(device, saved or "bfloat16")
+        else:
+            dtype = "float32"
+    device_map = {"": device} if q.get("mode", "none") != "none" else None
+    model = load_base(
+        source, num_labels=len(manifest.labels) or 2, quantization=q, dtype=dtype, device_map=device_map,
+        label_names=manifest.labels or None, pad_token_id=tokenizer.pad_token_id,
+        problem_type="multi_label_classification" if manifest.kind == "multilabel" else None,
+    )
+    if not merged:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    if device_map is None:
+        model = model.to(device)
+    model.eval()
+    cfg = getattr(model, "config", None)
+    if cfg is not None:
+        cfg.pad_token_id = tokenizer.pad_token_id
+        cfg.use_cache = False
+    return model, tokenizer, manifest

@@ -162,7 +162,7 @@ def plan_run(cfg, fold: Optional[int] = None, resume: bool = False, allow_kind_f
         raise KitError(f"data.train = {cfg.data.train!r}: file not found")
     kind_cfg = cfg.task.kind
     if kind_cfg == "sft":
-        raise KitError("task.kind = 'sft' is not trained by `kit train` (sequence classification only); use pairwise, classification or multilabel")
+        raise KitError("task.kind = 'sft' trains a causal LM: call kaggle_kit.sft.run_sft (kit train does so itself)")
     ds = read_dataset(
         cfg.data.train, cfg.data.format, label_names=list(cfg.task.labels) or None,
         text_columns=tuple(cfg.data.text_columns), label_columns=tuple(cfg.data.label_columns),
@@ -325,7 +325,13 @@ def _eval_line_callback(log: Callable, val_tokens: int, metric: str):
 
 def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Callable = print,
                  allow_kind_from_data: bool = False) -> TrainResult:
-    """Train one fold (``fold`` or ``cfg.data.fold``) and write the run folder ``cfg.train.output``."""
+    """Train one fold (``fold`` or ``cfg.data.fold``) and write the run folder ``cfg.train.output``.
+
+    ``task.kind = "sft"`` (instruction tuning of a causal LM) goes to :func:`kaggle_kit.sft.run_sft`."""
+    if cfg.task.kind == "sft":
+        from kaggle_kit.sft import run_sft
+
+        return run_sft(cfg, log=log, fold=fold, resume=resume)
     plan = plan_run(cfg, fold, resume, allow_kind_from_data)
     rank0 = _rank() == 0
     say = log if rank0 else (lambda *a, **k: None)

@@ -1,0 +1,123 @@
+"""`kit bench infer`: the inference engine vs the seeds' loop, same model, same rows.
+
+The seeds' loop (seed 001's ``predict_df``): rows in dataset order, batches of 8, tokenized per
+batch, padded to the batch's longest row, ``model(**batch)``. The engine
+(:func:`kaggle_kit.runtime.infer.predict_rows`): tokenized once, sorted by length, token-budget
+batches padded to their own longest row, no KV cache, ``inference_mode``. Both use the same
+:class:`~kaggle_kit.runtime.prompting.Encoder` (so the token ids are identical) and the tiny Gemma-2
+classifier in fp32 (eager attention, as Gemma-2 sequence classification requires). The engine runs
+that attention with in-place steps (:func:`kaggle_kit.runtime.infer.eager_inplace_attention`, same
+arithmetic); ``inplace_attention=False`` measures sorting and packing alone.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+BASELINE_BATCH = 8
+TARGETS = {"speedup": 2.5, "engine_padding_share": 0.02, "max_abs_prob_diff": 1e-4}
+
+
+def _manifest(max_length: int):
+    from kaggle_kit.runtime.formats import LMSYS_LABELS
+    from kaggle_kit.runtime.manifest import Manifest
+    from kaggle_kit.runtime.prompting import PromptSpec
+
+    return Manifest(
+        task={"kind": "pairwise", "labels": list(LMSYS_LABELS), "metric": "log_loss", "format": "lmsys"},
+        prompt=PromptSpec(max_length=max_length).to_dict(), base_model={"name": "tiny"},
+        quantization={"mode": "none"}, peft={},
+    )
+
+
+def seeds_loop(model, tokenizer, encoder, rows, batch: int = BASELINE_BATCH) -> tuple:
+    """(probabilities, real tokens, padded tokens) the seeds' way."""
+    import torch
+
+    out, real, padded = [], 0, 0
+    with torch.inference_mode():
+        for i in range(0, len(rows), batch):
+            enc = encoder.encode(rows[i:i + batch])
+            ids = [e.input_ids for e in enc]
+            b = tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+            real += sum(len(x) for x in ids)
+            padded += b["input_ids"].numel()
+            out.append(model(**b).logits.softmax(-1).float().cpu().numpy())
+    return np.concatenate(out), real, padded
+
+
+def run_bench(rows: int = 300, max_length: int = 1024, batch_tokens: int = None, max_batch_rows: int = None,
+              seed: int = 0, threads: int = None, inplace_attention: bool = True, rounds: int = 2, log=None) -> dict:
+    import torch
+
+    from kaggle_kit.benchmarks.data import lmsys_like_rows
+    from kaggle_kit.runtime.infer import EngineReport, predict_rows
+    from kaggle_kit.runtime.modeling import load_base, load_tokenizer
+    from kaggle_kit.runtime.prompting import Encoder, PromptSpec
+    from kaggle_kit.tiny import tiny_base_dir
+
+    log = log or (lambda *a: None)
+    if threads:
+        torch.set_num_threads(int(threads))
+    base = tiny_base_dir(num_labels=3)
+    tok = load_tokenizer(base)
+    model = load_base(base, num_labels=3, dtype="float32", pad_token_id=tok.pad_token_id).eval()
+    manifest = _manifest(max_length)
+    data = lmsys_like_rows(rows, seed=seed)
+    encoder = Encoder(tok, PromptSpec(max_length=max_length), "pairwise")
+    lengths = np.array([len(e.input_ids) for e in encoder.encode(data)])
+    log(f"{rows} rows, tokens per row: mean {lengths.mean():.0f}, min {lengths.min()}, max {lengths.max()}")
+    with torch.inference_mode():  # warm-up, so neither side pays first-call costs
+        model(input_ids=torch.tensor([encoder.encode(data[:1])[0].input_ids]))
+
+    # ABBA rounds: the machine's load drifts (shared cores), so each side runs in both positions
+    base_s = eng_s = base_cpu = eng_cpu = 0.0
+    rep = EngineReport(decisions=[])
+    for r in range(max(1, int(rounds))):
+        for side in (("baseline", "engine") if r % 2 == 0 else ("engine", "baseline")):
+            t, c = time.perf_counter(), time.process_time()
+            if side == "baseline":
+                base_probs, base_real, base_padded = seeds_loop(model, tok, encoder, data)
+                base_s += time.perf_counter() - t
+                base_cpu += time.process_time() - c
+            else:
+                rep = EngineReport(decisions=[])
+                probs = predict_rows(model, tok, manifest, data, batch_tokens=batch_tokens, max_batch_rows=max_batch_rows,
+                                     report=rep, inplace_attention=inplace_attention)
+                eng_s += time.perf_counter() - t
+                eng_cpu += time.process_time() - c
+            log(f"round {r + 1}: {side} done ({time.perf_counter() - t:.1f}s)")
+    n_runs = rows * max(1, int(rounds))
+    log(f"seeds' loop: {n_runs / base_s:.2f} rows/s; engine: {n_runs / eng_s:.2f} rows/s")
+
+    diff = float(np.abs(probs - base_probs).max())
+    result = {
+        "rows": rows,
+        "max_length": max_length,
+        "mean_tokens": round(float(lengths.mean()), 1),
+        "rounds": max(1, int(rounds)),
+        "baseline_rows_per_s": round(n_runs / base_s, 3),
+        "engine_rows_per_s": round(n_runs / eng_s, 3),
+        "baseline_rows_per_cpu_s": round(n_runs / base_cpu, 3) if base_cpu > 0 else None,
+        "engine_rows_per_cpu_s": round(n_runs / eng_cpu, 3) if eng_cpu > 0 else None,
+        "speedup": round(base_s / eng_s, 3),
+        "baseline_padding_share": round(1 - base_real / base_padded, 4),
+        "engine_padding_share": round(rep.padding_share, 4),
+        "max_abs_prob_diff": diff,
+        "baseline_s": round(base_s, 2),
+        "engine_s": round(eng_s, 2),
+        "batch_tokens": batch_tokens or 0,
+        "engine_inplace_attention": bool(inplace_attention),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "targets": TARGETS,
+    }
+    result["meets_targets"] = bool(
+        result["speedup"] >= TARGETS["speedup"]
+        and result["engine_padding_share"] <= TARGETS["engine_padding_share"]
+        and diff <= TARGETS["max_abs_prob_diff"]
+    )
+    return result
