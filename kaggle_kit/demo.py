@@ -21,6 +21,7 @@ DEFAULTS = {
     "seed": 0,
     "max_length": 512,
     "truncation": "per_component",
+    "train_steps": 60,
 }
 
 
@@ -115,12 +116,73 @@ def _tokenizer(ctx: DemoContext):
     return ctx.state["tokenizer"]
 
 
-# (name, function): run in order. Append later steps here (e.g. ("train", step_train)).
+def step_train(ctx: DemoContext) -> dict:
+    """`kit train` with the tiny preset: LoRA on the tiny base, a mid-run evaluation, a run folder."""
+    from kaggle_kit.config import build_config
+    from kaggle_kit.train import run_training
+
+    s = ctx.settings
+    run_dir = ctx.workdir / "runs" / "tiny-lmsys"
+    cfg = build_config((
+        "demo",
+        {
+            "model": {"name": "tiny", "path": ctx.artifacts["base_model"]},
+            "task": {"kind": "pairwise", "metric": "log_loss"},
+            "data": {"train": ctx.artifacts["train_csv"], "format": "lmsys", "seed": s["seed"]},
+            "prompt": {"max_length": s["max_length"], "truncation": s["truncation"]},
+            "peft": {"method": "lora", "targets": ["all-linear"], "r": 8, "alpha": 16.0},
+            "train": {
+                "output": str(run_dir), "max_steps": s["train_steps"], "eval_steps": max(1, s["train_steps"] // 2),
+                "learning_rate": 3e-3, "batch_size": 8, "warmup_ratio": 0.0, "logging_steps": 10, "seed": s["seed"],
+            },
+        },
+    ))
+    result = run_training(cfg, log=lambda line: ctx.log("    " + str(line)))
+    final = result.metrics.get("final", {})
+    ctx.log(f"  validation: log_loss {final.get('log_loss', float('nan')):.4f}, accuracy {final.get('accuracy', float('nan')):.3f}")
+    out = {"run_dir": str(result.output_dir)}
+    for name in ("metrics.json", "confusion_matrix.png", "curves.png", "kit_manifest.json"):
+        if (Path(result.output_dir) / name).exists():
+            out[name.replace(".", "_")] = str(Path(result.output_dir) / name)
+    return out
+
+
+def step_notebook(ctx: DemoContext) -> dict:
+    """`kit render inference` + `kit run-local inference`: the Kaggle notebook, run here offline."""
+    from kaggle_kit.run_local import step_notebook as run_notebook_step
+
+    return run_notebook_step(ctx)
+
+
+def step_submission(ctx: DemoContext) -> dict:
+    """Validate the notebook's submission against the test ids and copy it to the workdir."""
+    import shutil
+
+    from kaggle_kit.runtime.formats import LMSYS_LABELS, read_dataset
+    from kaggle_kit.runtime.submission import validate_file
+
+    produced = ctx.artifacts.get("notebook_submission_csv")
+    if not produced:
+        from kaggle_kit.errors import KitError
+
+        raise KitError("demo: the notebook wrote no submission.csv; see the executed notebook in the workdir")
+    ids = read_dataset(ctx.artifacts["test_csv"]).ids
+    validate_file(produced, ids, "lmsys", LMSYS_LABELS)
+    final = ctx.path("submission.csv")
+    shutil.copyfile(produced, final)
+    ctx.log(f"  valid: {len(ids)} rows, every test id once in order, probabilities sum to 1")
+    return {"submission_csv": str(final)}
+
+
+# (name, function): run in order.
 STEPS: list = [
     ("synthesize data", step_synthesize),
     ("build the tiny base model", step_tiny_base),
     ("inspect the data", step_inspect),
     ("encode model inputs", step_encode),
+    ("train (kit train, tiny preset)", step_train),
+    ("render and run the inference notebook offline (kit render + kit run-local)", step_notebook),
+    ("validate the submission", step_submission),
 ]
 
 

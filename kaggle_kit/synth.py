@@ -2,7 +2,7 @@
 
 The text looks like chat data (multi-turn prompts, responses with the real length mix: medians
 near 900 characters, tails to 17,000) and carries a signal a tiny random model can learn: a class
-keyword inside response B (see the stack notes: a keyword is learnable, "which is longer" is not).
+keyword repeated inside response B (see the stack notes: a keyword is learnable, "which is longer" is not).
 """
 from __future__ import annotations
 
@@ -72,9 +72,13 @@ def synth_rows(preset: str, rows: int, seed: int = 0) -> list:
         prompt = [_text(rng, _length(rng, 110, 4000)) for _ in range(turns)]
         a = [_text(rng, _length(rng, 900, 17000)) for _ in range(turns)]
         b = [_text(rng, _length(rng, 900, 17000)) for _ in range(turns)]
-        # the signal: the class keyword near the start of response B's last turn
+        # the signal: the class keyword near the start of response B's last turn and then every
+        # 12th word, so that whatever part of B survives truncation carries it (a tiny random model
+        # with last-token pooling learns this in ~80 LoRA steps; a single occurrence it does not)
+        keyword = KEYWORDS[preset][labels[label]]
         words = b[-1].split(" ")
-        words.insert(min(len(words), rng.randint(0, 8)), KEYWORDS[preset][labels[label]])
+        words.insert(min(len(words), rng.randint(0, 8)), keyword)
+        words = [x for i, w in enumerate(words) for x in ((w, keyword) if i % 12 == 11 else (w,))]
         b[-1] = " ".join(words)
         rid = 1_000_000 + i
         if preset == "lmsys":

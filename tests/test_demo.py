@@ -9,7 +9,7 @@ from kaggle_kit.demo import STEPS, run_demo
 
 def test_run_demo_small(tmp_path):
     lines = []
-    artifacts = run_demo(tmp_path / "demo", log=lines.append, settings={"train_rows": 40, "test_rows": 15, "max_length": 128})
+    artifacts = run_demo(tmp_path / "demo", log=lines.append, settings={"train_rows": 40, "test_rows": 15, "max_length": 128, "train_steps": 4})
     for key in ("train_csv", "test_csv", "base_model", "train_inspect_json", "train_lengths_png", "train_encoded", "test_encoded"):
         assert Path(artifacts[key]).exists(), key
     report = json.loads(Path(artifacts["train_inspect_json"]).read_text())
@@ -19,3 +19,11 @@ def test_run_demo_small(tmp_path):
     assert all(e["label"] is None for e in encoded)
     assert json.loads((tmp_path / "demo" / "artifacts.json").read_text()) == artifacts
     assert sum(1 for l in lines if l.startswith("[")) == len(STEPS)
+    # the whole journey: a run folder, the rendered kernel, and a submission the notebook wrote offline
+    run = Path(artifacts["run_dir"])
+    assert {"adapter_model.safetensors", "kit_manifest.json", "metrics.json"} <= {p.name for p in run.iterdir()}
+    assert Path(artifacts["notebook"]).name == "inference.ipynb" and Path(artifacts["kernel_metadata"]).exists()
+    submission = Path(artifacts["submission_csv"]).read_text().splitlines()
+    assert submission[0] == "id,winner_model_a,winner_model_b,winner_tie" and len(submission) == 16
+    test_ids = [line.split(",")[0] for line in Path(artifacts["test_csv"]).read_text().splitlines()[1:]]
+    assert [line.split(",")[0] for line in submission[1:]] == test_ids

