@@ -303,3 +303,17 @@ def test_version_check_in_the_notebook_names_the_mismatch(tmp_path):
     with pytest.raises(RuntimeError) as exc:
         kaggle_env.check_library_versions(tmp_path / "old", log=lines.append)
     assert f"{major - 1}.46.0" in str(exc.value) and "kit build-wheels" in str(exc.value)
+
+
+def test_repository_kernels_are_up_to_date(monkeypatch):
+    """CI's drift check: the committed kernels/ equal a fresh render of the repository's kit.toml
+    (regenerate with `kit render --all` after changing the runtime, the templates or kit.toml)."""
+    from click.testing import CliRunner
+
+    from kaggle_kit.cli import main
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)
+    out = CliRunner().invoke(main, ["render", "--all", "--check"])
+    assert out.exit_code == 0, out.output
+    assert "up to date (kernels/inference)" in out.output
