@@ -168,23 +168,9 @@ def load_causal(path, quantization: Optional[dict] = None, dtype: Optional[str] 
     """A causal LM base from a local folder (or hub id), quantized as asked (4-bit: CPU repack trap avoided)."""
     from transformers import AutoModelForCausalLM
 
-    from .modeling import disable_cpu_4bit_repack, quantization_config, torch_dtype
+    from .modeling import load_pretrained
 
-    qconfig = quantization_config(quantization or {})
-    kwargs = {}
-    if qconfig is not None:
-        kwargs["quantization_config"] = qconfig
-        if dtype in (None, "", "auto"):
-            dtype = (quantization or {}).get("compute_dtype", "bfloat16")
-    td = torch_dtype(dtype)
-    if td is not None:
-        kwargs["dtype"] = td
-    if device_map is not None:
-        kwargs["device_map"] = device_map
-    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
-    if qconfig is not None and getattr(qconfig, "load_in_4bit", False):
-        disable_cpu_4bit_repack(model)
-    return model
+    return load_pretrained(AutoModelForCausalLM, path, quantization, dtype, device_map)
 
 
 def default_device() -> str:

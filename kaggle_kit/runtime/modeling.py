@@ -66,6 +66,25 @@ def load_tokenizer(path, padding_side: str = "right"):
     return tok
 
 
+def load_pretrained(auto_class, path, quantization: Optional[dict] = None, dtype: Optional[str] = None, device_map=None, **kwargs):
+    """``auto_class.from_pretrained`` quantized as asked: the dtype defaults to the 4-bit compute
+    dtype, and 4-bit weights are kept out of the CPU repack trap. Shared by every model head."""
+    qconfig = quantization_config(quantization or {})
+    if qconfig is not None:
+        kwargs["quantization_config"] = qconfig
+        if dtype in (None, "", "auto"):
+            dtype = (quantization or {}).get("compute_dtype", "bfloat16")
+    td = torch_dtype(dtype)
+    if td is not None:
+        kwargs["dtype"] = td
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    model = auto_class.from_pretrained(str(path), **kwargs)
+    if qconfig is not None and getattr(qconfig, "load_in_4bit", False):
+        disable_cpu_4bit_repack(model)
+    return model
+
+
 def load_base(
     path,
     num_labels: int,
@@ -80,28 +99,16 @@ def load_base(
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    qconfig = quantization_config(quantization or {})
     kwargs = dict(num_labels=num_labels)
     if label_names:
         kwargs["id2label"] = {i: n for i, n in enumerate(label_names)}
         kwargs["label2id"] = {n: i for i, n in enumerate(label_names)}
     if problem_type:
         kwargs["problem_type"] = problem_type
-    if qconfig is not None:
-        kwargs["quantization_config"] = qconfig
-        if dtype in (None, "", "auto"):
-            dtype = (quantization or {}).get("compute_dtype", "bfloat16")
-    td = torch_dtype(dtype)
-    if td is not None:
-        kwargs["dtype"] = td
-    if device_map is not None:
-        kwargs["device_map"] = device_map
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
+    model = load_pretrained(AutoModelForSequenceClassification, path, quantization, dtype, device_map, **kwargs)
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
-    if qconfig is not None and getattr(qconfig, "load_in_4bit", False):
-        disable_cpu_4bit_repack(model)
-    if torch.cuda.is_available() is False and qconfig is not None:
+    if not torch.cuda.is_available() and quantization_config(quantization or {}) is not None:
         model.config.use_cache = False
     return model
 

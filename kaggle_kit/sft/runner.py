@@ -132,6 +132,7 @@ def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SF
     from kaggle_kit.runtime.manifest import Manifest, config_sha256, library_versions
     from kaggle_kit.runtime.modeling import load_tokenizer
     from kaggle_kit.runtime.prompting import PromptSpec
+    from kaggle_kit.train.runner import train_section_args
 
     from .data import SFTCollator, build_sft_examples, split_rows
 
@@ -195,20 +196,10 @@ def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SF
     ckpt = out / "checkpoints"
     has_eval = val_ds is not None and len(val_ds) > 0
     strategy = ("steps" if cfg.train.eval_steps > 0 else "epoch") if has_eval else "no"
-    warmup = cfg.train.warmup_steps if cfg.train.warmup_steps > 0 else float(cfg.train.warmup_ratio)
     args = TrainingArguments(
         output_dir=str(ckpt),
-        per_device_train_batch_size=cfg.train.batch_size,
-        per_device_eval_batch_size=cfg.train.eval_batch_size,
-        gradient_accumulation_steps=cfg.train.grad_accum,
-        learning_rate=cfg.train.learning_rate,
-        lr_scheduler_type=cfg.train.scheduler,
-        warmup_steps=warmup,
-        weight_decay=cfg.train.weight_decay,
-        max_grad_norm=cfg.train.max_grad_norm,
-        num_train_epochs=cfg.train.epochs,
+        **train_section_args(cfg),
         max_steps=cfg.train.max_steps if cfg.train.max_steps > 0 else -1,
-        optim=cfg.train.optimizer,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
@@ -221,12 +212,7 @@ def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SF
         metric_for_best_model="eval_loss",
         greater_is_better=False,
         logging_steps=max(1, cfg.train.logging_steps),
-        report_to=list(cfg.train.report_to) or "none",
-        seed=cfg.train.seed,
-        train_sampling_strategy="group_by_length" if cfg.train.group_by_length else "random",
-        remove_unused_columns=False,
         dataloader_num_workers=0,
-        disable_tqdm=False,
     )
     callbacks = []
     if has_eval and cfg.train.early_stopping_patience > 0:
@@ -271,7 +257,7 @@ def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SF
         peft={**asdict(cfg.peft), "targets": targets, "task_type": "CAUSAL_LM"},
         training={
             "optimizer": cfg.train.optimizer, "learning_rate": cfg.train.learning_rate, "scheduler": cfg.train.scheduler,
-            "warmup": warmup, "weight_decay": cfg.train.weight_decay, "max_grad_norm": cfg.train.max_grad_norm,
+            "warmup": args.warmup_steps, "weight_decay": cfg.train.weight_decay, "max_grad_norm": cfg.train.max_grad_norm,
             "batch_size": cfg.train.batch_size, "grad_accum": cfg.train.grad_accum, "epochs": cfg.train.epochs,
             "max_steps": cfg.train.max_steps, "precision": precision, "seed": cfg.train.seed,
             "early_stopping_patience": cfg.train.early_stopping_patience, "group_by_length": cfg.train.group_by_length,

@@ -323,6 +323,28 @@ def _eval_line_callback(log: Callable, val_tokens: int, metric: str):
 # --------------------------------------------------------------------------- main entry
 
 
+def train_section_args(cfg) -> dict:
+    """TrainingArguments fields that come straight from `[train]` (shared with the SFT trainer)."""
+    warmup = cfg.train.warmup_steps if cfg.train.warmup_steps > 0 else float(cfg.train.warmup_ratio)
+    return dict(
+        per_device_train_batch_size=cfg.train.batch_size,
+        per_device_eval_batch_size=cfg.train.eval_batch_size,
+        gradient_accumulation_steps=cfg.train.grad_accum,
+        learning_rate=cfg.train.learning_rate,
+        lr_scheduler_type=cfg.train.scheduler,
+        warmup_steps=warmup,
+        weight_decay=cfg.train.weight_decay,
+        max_grad_norm=cfg.train.max_grad_norm,
+        num_train_epochs=cfg.train.epochs,
+        optim=cfg.train.optimizer,
+        report_to=list(cfg.train.report_to) or "none",
+        seed=cfg.train.seed,
+        train_sampling_strategy="group_by_length" if cfg.train.group_by_length else "random",
+        remove_unused_columns=False,
+        disable_tqdm=False,
+    )
+
+
 def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Callable = print,
                  allow_kind_from_data: bool = False) -> TrainResult:
     """Train one fold (``fold`` or ``cfg.data.fold``) and write the run folder ``cfg.train.output``.
@@ -408,20 +430,10 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
         eval_steps = max(1, math.ceil(total_steps / 2))  # shorter than an epoch: evaluate mid-run and at the end
     strategy = "steps" if eval_steps > 0 else "epoch"
     greater = M.GREATER_IS_BETTER[plan.metric]
-    warmup = cfg.train.warmup_steps if cfg.train.warmup_steps > 0 else float(cfg.train.warmup_ratio)
     args = TrainingArguments(
         output_dir=str(plan.partial / CHECKPOINTS),
-        per_device_train_batch_size=cfg.train.batch_size,
-        per_device_eval_batch_size=cfg.train.eval_batch_size,
-        gradient_accumulation_steps=cfg.train.grad_accum,
-        learning_rate=cfg.train.learning_rate,
-        lr_scheduler_type=cfg.train.scheduler,
-        warmup_steps=warmup,
-        weight_decay=cfg.train.weight_decay,
-        max_grad_norm=cfg.train.max_grad_norm,
-        num_train_epochs=cfg.train.epochs,
+        **train_section_args(cfg),
         max_steps=max_steps,
-        optim=cfg.train.optimizer,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
@@ -435,16 +447,11 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
         greater_is_better=greater,
         logging_steps=cfg.train.logging_steps,
         logging_first_step=True,
-        report_to=list(cfg.train.report_to) or "none",
-        seed=cfg.train.seed,
         data_seed=cfg.train.seed,
-        train_sampling_strategy="group_by_length" if cfg.train.group_by_length else "random",
-        remove_unused_columns=False,
         label_names=["labels"],
         include_num_input_tokens_seen="non_padding",
         ddp_find_unused_parameters=False,
         dataloader_pin_memory=torch.cuda.is_available(),
-        disable_tqdm=False,
         **_EXTRA_ARGS,
     )
     last_metrics: dict = {}
