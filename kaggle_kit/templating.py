@@ -23,7 +23,7 @@ def environment(folder: Path):
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(folder)),
+        loader=jinja2.FileSystemLoader([str(folder), str(NOTEBOOK_SOURCES)]),  # shared partials
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,

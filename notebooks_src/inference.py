@@ -15,26 +15,7 @@
 {% endfor %}#
 # `KIT_KAGGLE_ROOT` replaces `/kaggle` for local runs (`kit run-local {{ name }}` sets it).
 
-# %%
-import os
-import sys
-
-KAGGLE_ROOT = os.environ.get("KIT_KAGGLE_ROOT") or "/kaggle"
-RUNTIME_DIR = os.path.join(KAGGLE_ROOT, "temp", "kit-runtime")
-for folder in {{ embedded_folders | json }}:
-    os.makedirs(os.path.join(RUNTIME_DIR, folder), exist_ok=True)
-
-# %% [markdown]
-# ## The kaggle-kit runtime (embedded verbatim from the library)
-
-# %% [kit:embed]
-
-# %%
-sys.path.insert(0, RUNTIME_DIR)
-from kaggle_kit.runtime import kaggle_env
-
-RUNTIME = kaggle_env.activate(RUNTIME_DIR)
-
+{% set embedded_what = "runtime" %}{% include "_bootstrap.py.j2" %}
 # %% [markdown]
 # ## Inputs
 
