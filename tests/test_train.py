@@ -384,3 +384,34 @@ def test_sft_task_goes_to_the_instruction_trainer(tmp_path, monkeypatch):
     cfg = cfg_for(tmp_path, tmp_path / "train.jsonl", tmp_path / "run", "task.kind='sft'")
     assert run_training(cfg, fold=2, resume=True) == "sft-result"
     assert seen["cfg"] is cfg and seen["fold"] == 2 and seen["resume"] is True
+
+
+def test_val_fraction_holdout_and_8bit_base(tmp_path, tiny_base, small_csv):
+    """A plain train/validation split (data.val_fraction) on an 8-bit (LLM.int8) base trains and
+    records both in the run folder."""
+    from kaggle_kit.train import run_training
+
+    cfg = cfg_for(tmp_path, small_csv, tmp_path / "run8", f"model.path={q(tiny_base)}", "model.name='tiny'",
+                  "data.val_fraction=0.25", "quantization.mode='8bit'", "train.max_steps=2", "train.optimizer='adamw_torch'")
+    result = run_training(cfg, log=lambda *a: None)
+    rows = result.metrics["rows"]
+    assert rows["train"] + rows["val"] == 64 and 12 <= rows["val"] <= 20, rows
+    manifest = json.loads((result.output_dir / "kit_manifest.json").read_text())
+    assert manifest["quantization"]["mode"] == "8bit"
+    assert (result.output_dir / "adapter_model.safetensors").exists()
+
+
+def test_train_section_maps_to_training_arguments(tmp_path):
+    """[train] values reach the Trainer: loggers pass through, warm-up steps win over the ratio."""
+    from transformers import TrainingArguments
+
+    from kaggle_kit.train.runner import train_section_args
+
+    cfg = cfg_for(tmp_path, tmp_path / "t.csv", tmp_path / "o", "train.report_to=['tensorboard']", "train.warmup_steps=7",
+                  "train.optimizer='adamw_8bit'", "train.group_by_length=false")
+    kw = train_section_args(cfg)
+    assert kw["report_to"] == ["tensorboard"] and kw["warmup_steps"] == 7 and kw["optim"] == "adamw_8bit"
+    assert kw["train_sampling_strategy"] == "random"
+    assert train_section_args(cfg_for(tmp_path, tmp_path / "t.csv", tmp_path / "o"))["report_to"] == "none"
+    args = TrainingArguments(output_dir=str(tmp_path / "ck"), use_cpu=True, **{**kw, "report_to": "none"})
+    assert args.warmup_steps == 7 and args.optim.value == "adamw_8bit"
