@@ -64,6 +64,7 @@ def step_tiny_base(ctx: DemoContext) -> dict:
 def step_inspect(ctx: DemoContext) -> dict:
     """`kit data inspect` on both files in tokens of the tiny tokenizer: JSON reports and histograms."""
     from kaggle_kit.inspect_data import inspect_file
+    from kaggle_kit.templating import write_json
 
     out = {}
     tok = _tokenizer(ctx)
@@ -74,7 +75,7 @@ def step_inspect(ctx: DemoContext) -> dict:
         )
         report["tokenizer"] = "tiny"
         js = ctx.path("inspect", f"{name}.json")
-        js.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json(js, report)
         t = report["truncation"][ctx.settings["truncation"]]
         labels = ", ".join(f"{k} {v}" for k, v in report["labels"].items()) or "none (test data)"
         ctx.log(f"  {name}: {report['rows']} rows, format {report['format']}, labels: {labels}; "

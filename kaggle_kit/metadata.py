@@ -163,11 +163,16 @@ def dataset_metadata(cfg: KitConfig, description: str = "") -> dict:
 # --------------------------------------------------------------------------- kernels
 
 
+def _named(tables: dict, name: str, what: str, section: str):
+    """``tables[name]`` from a [section.NAME] group of kit.toml, or an error listing the known names."""
+    if name not in tables:
+        known = ", ".join(sorted(tables)) or "none"
+        raise KitError(f"no {what} named {name!r} in kit.toml (known: {known}); add {'an' if section[0] in 'aeiou' else 'a'} [{section}.{name}] table")
+    return tables[name]
+
+
 def kernel_config(cfg: KitConfig, name: str):
-    if name not in cfg.kernels:
-        known = ", ".join(sorted(cfg.kernels)) or "none"
-        raise KitError(f"no kernel named {name!r} in kit.toml (known: {known}); add a [kernels.{name}] table")
-    return cfg.kernels[name]
+    return _named(cfg.kernels, name, "kernel", "kernels")
 
 
 def kernel_slug(cfg: KitConfig, name: str) -> str:
@@ -294,10 +299,7 @@ def record_published(root: str | Path, handle: str, version: int, **extra) -> Pa
 
 
 def instance_config(cfg: KitConfig, name: str):
-    if name not in cfg.instances:
-        known = ", ".join(sorted(cfg.instances)) or "none"
-        raise KitError(f"no model instance named {name!r} in kit.toml (known: {known}); add an [instances.{name}] table")
-    return cfg.instances[name]
+    return _named(cfg.instances, name, "model instance", "instances")
 
 
 def instance_slug(cfg: KitConfig, name: str) -> str:

@@ -32,6 +32,7 @@ from kaggle_kit import metadata as md
 from kaggle_kit import validate as vd
 from kaggle_kit.config import KitConfig
 from kaggle_kit.errors import KitError
+from kaggle_kit.templating import read_json, write_json
 
 STAGE_DIR = Path(".kit") / "stage"
 ALWAYS_EXCLUDE = (".git", "__pycache__", ".ipynb_checkpoints", ".kit", ".cache", ".huggingface", "*.pyc", ".DS_Store")
@@ -329,10 +330,6 @@ def _raise_problems(problems: list[str], what: str) -> None:
         raise KitError(f"{what}: {len(problems)} problem(s), nothing was uploaded:\n  - " + "\n  - ".join(problems))
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def _secrets() -> list[str]:
     creds = find_credentials(required=False)
     return creds.secrets if creds else []
@@ -355,10 +352,7 @@ def push_dataset(cfg: KitConfig, folder: Optional[str] = None, root: str | os.Pa
     meta_file = src / "dataset-metadata.json"
     meta = {}
     if meta_file.is_file():
-        try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise KitError(f"{meta_file}: not valid JSON ({exc})") from None
+        meta = read_json(meta_file)
     if src.resolve() == wheels:
         built = md.dataset_metadata(cfg)
         meta = {**meta, **{k: built[k] for k in ("id", "title", "licenses", "isPrivate")}}
@@ -371,7 +365,7 @@ def push_dataset(cfg: KitConfig, folder: Optional[str] = None, root: str | os.Pa
     stage_tree(src, staged, exclude=("dataset-metadata.json",), secrets=_secrets())
     if not any(staged.iterdir()):
         raise KitError(f"{src} holds nothing to upload")
-    _write_json(staged / "dataset-metadata.json", meta)
+    write_json(staged / "dataset-metadata.json", meta)
     result = PushResult("dataset", slug, "dry-run", meta["id"], staged, {"dataset-metadata.json": meta}, _listing(staged))
     if dry_run:
         return result
@@ -424,8 +418,8 @@ def push_model(cfg: KitConfig, instance: str, root: str | os.PathLike = ".", ver
     if inst.kind == "base" and any(src.glob("*.safetensors")):
         exclude = exclude + ("pytorch_model*.bin", "tf_model*", "flax_model*")
     stage_tree(src, files_dir, exclude=exclude + ("model-instance-metadata.json", "model-metadata.json"), secrets=_secrets())
-    _write_json(files_dir / "model-instance-metadata.json", inst_meta)
-    _write_json(model_dir / "model-metadata.json", model_meta)
+    write_json(files_dir / "model-instance-metadata.json", inst_meta)
+    write_json(model_dir / "model-metadata.json", model_meta)
     handle = md.instance_handle(cfg, instance)
     result = PushResult("model", instance, "dry-run", handle, stage,
                         {"model-metadata.json": model_meta, "model-instance-metadata.json": inst_meta}, _listing(files_dir))
@@ -517,10 +511,7 @@ def push_kernel(cfg: KitConfig, name: str, root: str | os.PathLike = ".", accele
     meta_path = folder / "kernel-metadata.json"
     if not meta_path.is_file():
         raise KitError(f"{meta_path} not found; run `kit render {name}`")
-    try:
-        on_disk = json.loads(meta_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise KitError(f"{meta_path}: not valid JSON ({exc})") from None
+    on_disk = read_json(meta_path)
     code_file = on_disk.get("code_file") or f"{name}.ipynb"
     meta = md.kernel_metadata(cfg, name, code_file, resolve=resolve, accelerator=accelerator)
     _raise_problems(vd.check_kernel_metadata(meta, str(meta_path), folder), "push-kernel")
@@ -528,7 +519,7 @@ def push_kernel(cfg: KitConfig, name: str, root: str | os.PathLike = ".", accele
     shutil.copy2(folder / code_file, staged / Path(code_file).name)
     meta["code_file"] = Path(code_file).name
     _raise_problems(vd.check_upload_folder(staged, _secrets()), "push-kernel")
-    _write_json(staged / "kernel-metadata.json", meta)
+    write_json(staged / "kernel-metadata.json", meta)
     result = PushResult("kernel", name, "dry-run" if dry_run else "staged", meta["id"], staged,
                         {"kernel-metadata.json": meta}, _listing(staged), notes=notes)
     if offline:

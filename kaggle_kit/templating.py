@@ -53,6 +53,15 @@ def render_metadata(name: str, context: dict, folder: Path = METADATA_TEMPLATES)
         raise KitError(f"{folder / (name + '.j2')}: rendered text is not valid JSON ({exc})") from None
 
 
+def read_json(path: Path, error: type = KitError, fix: str = ""):
+    """Parse a JSON file; invalid JSON raises ``error`` naming the file, the parser's complaint and ``fix``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise error(f"{path}: not valid JSON ({exc})" + (f"; {fix}" if fix else "")) from None
+
+
 def write_json(path: Path, data: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
