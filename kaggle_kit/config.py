@@ -71,7 +71,8 @@ class ModelConfig:
 class TaskConfig:
     kind: str = _f("pairwise", "What the model learns.", ("pairwise", "classification", "multilabel", "sft"))
     labels: list = _f([], "Class names in output order; empty = from the data format (e.g. LMSYS: winner_model_a, winner_model_b, winner_tie).")
-    metric: str = _f("log_loss", "Competition metric, also used to pick the best checkpoint.", ("log_loss", "accuracy", "macro_f1", "micro_f1"))
+    metric: str = _f("log_loss", "Competition metric, also used to pick the best checkpoint: log_loss, accuracy, macro_f1, micro_f1, "
+                     "map@K (e.g. map@3: top-K labels, Kaggle's MAP@K), auc or average_precision (binary / multi-label).")
 
 
 @dataclass
@@ -80,9 +81,14 @@ class DataConfig:
     test: str = _f("", "Test file to predict (no labels).")
     format: str = _f("auto", "File format; auto detects it from the columns.", ("auto", "lmsys", "wsdm", "hh-rlhf", "classification", "instructions"))
     text_columns: list = _f([], "Generic classification: the text column(s); empty = 'text'.")
-    label_columns: list = _f([], "Generic classification: one label column, or several 0/1 columns (multi-label); empty = 'label'.")
+    label_columns: list = _f([], "Generic classification: one label column, or several 0/1 columns (multi-label), or several columns "
+                             "composed into one class with label_join; empty = 'label'.")
+    label_join: str = _f("", "Compose one class from several label_columns joined by this string (e.g. ':' for "
+                         "'Category:Misconception'); values are read exactly as written ('NA' stays 'NA'). Empty = multi-label 0/1 columns.")
     id_column: str = _f("id", "Row id column.")
     skip_bad_rows: bool = _f(False, "Training data: skip rows with bad labels (counted and reported) instead of refusing the file.")
+    skip_identical_after_truncation: bool = _f(False, "Pairwise training: skip rows whose responses A and B keep the same tokens "
+                                               "after truncation although their texts differ (label noise; counted and listed).")
     folds: int = _f(5, "Number of stratified folds.")
     fold: int = _f(0, "Fold held out for validation.")
     val_fraction: float = _f(0.0, "If > 0, a plain train/val split of this fraction instead of folds.")
@@ -97,6 +103,19 @@ class PromptConfig:
     truncation: str = _f("per_component", "How over-long examples are shortened.", ("per_component", "head_tail", "turn_aware"))
     shares: list = _f([1, 1, 1], "Relative token budget of prompt / response A / response B; unused budget flows to the others.")
     head_fraction: float = _f(0.5, "head_tail: fraction of a shortened component kept from its start (the rest from its end).")
+    text_template: str = _f("", "Classification: a template over the data's columns, e.g. 'Question: {QuestionText}\\nAnswer: "
+                            "{MC_Answer}'; each {field} is truncated on its own budget. Empty = the named template over text_columns.")
+    field_shares: dict = _f({}, "text_template: relative token budget per field, e.g. {StudentExplanation = 2}; missing fields = 1. "
+                            "Each field keeps a floor of 16 tokens; what a short field leaves unused flows to the others.")
+
+
+@dataclass
+class SubmissionConfig:
+    sample: str = _f("", "The competition's sample_submission.csv: it decides the id column, the output columns and the style "
+                     "(probabilities per class, one label, top-k labels joined by spaces, or the positive class's probability).")
+    top_k: int = _f(0, "Top-k style: labels per row; 0 = as many as the sample's cells hold.")
+    positive_label: str = _f("", "Binary probability style: the class whose probability is written; empty = '1'/'True'/'yes' "
+                             "when a label is one of those, else the last label.")
 
 
 @dataclass
@@ -205,6 +224,7 @@ class KitConfig:
     task: TaskConfig = field(default_factory=TaskConfig, metadata={"help": "Task and labels."})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data files, format and splits."})
     prompt: PromptConfig = field(default_factory=PromptConfig, metadata={"help": "Prompt format and truncation (saved in the adapter manifest)."})
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig, metadata={"help": "Submission shape (saved in the adapter manifest)."})
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig, metadata={"help": "Quantization of the base model."})
     peft: PeftConfig = field(default_factory=PeftConfig, metadata={"help": "Adapter (PEFT) settings."})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Training."})
@@ -364,6 +384,17 @@ def _cross_checks(cfg: KitConfig) -> list[str]:
         problems.append(f"'data.folds' = {cfg.data.folds} must be at least 2 (or set data.val_fraction)")
     if not 0 <= cfg.data.fold < max(cfg.data.folds, 1):
         problems.append(f"'data.fold' = {cfg.data.fold} is out of range 0..{cfg.data.folds - 1}")
+    import re as _re
+
+    if not (cfg.task.metric in ("log_loss", "accuracy", "macro_f1", "micro_f1", "subset_accuracy", "auc", "average_precision")
+            or _re.match(r"^map@[1-9][0-9]*$", cfg.task.metric)):
+        problems.append(f"'task.metric' = {cfg.task.metric!r}: use log_loss, accuracy, macro_f1, micro_f1, subset_accuracy, "
+                        f"auc, average_precision or map@K (e.g. map@3)")
+    if cfg.submission.top_k < 0:
+        problems.append(f"'submission.top_k' = {cfg.submission.top_k} must be 0 (from the sample) or more")
+    bad_shares = {k: v for k, v in cfg.prompt.field_shares.items() if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0}
+    if bad_shares:
+        problems.append(f"'prompt.field_shares' = {bad_shares!r}: each share must be a non-negative number")
     tta = cfg.inference.tta
     if tta not in ("none", "all") and not tta.startswith("uncertain:"):
         problems.append(f"'inference.tta' = {tta!r}: use none, all or uncertain:FRACTION (e.g. uncertain:0.3)")
@@ -473,6 +504,45 @@ PRESETS: dict[str, dict] = {
         "kernels": {"inference": {"template": "inference", "instances": ["peft-lora-classifier"]}},
         "instances": {"peft-lora-classifier": {"model_slug": "text-classifier-adapter", "kind": "adapter"}},
     },
+    # "MAP - Charting Student Math Misunderstandings" (2025): the target is Category:Misconception
+    # (Misconception is the literal text NA when there is none), scored by MAP@3 over top-3 labels
+    "misconceptions": {
+        "kaggle": {"competition": "map-charting-student-math-misunderstandings"},
+        "model": {"name": "google/gemma-2-9b-it"},
+        "task": {"kind": "classification", "labels": [], "metric": "map@3"},
+        "data": {"train": "data/train.csv", "test": "data/test.csv", "format": "classification", "id_column": "row_id",
+                 "label_columns": ["Category", "Misconception"], "label_join": ":", "group_by_prompt": False},
+        "prompt": {"max_length": 256, "truncation": "per_component",
+                   "text_template": "Question: {QuestionText}\nAnswer: {MC_Answer}\nStudent explanation: {StudentExplanation}",
+                   "field_shares": {"StudentExplanation": 2}},
+        "submission": {"sample": "data/sample_submission.csv", "top_k": 3},
+        "quantization": {"mode": "4bit"},
+        "peft": {"method": "lora", "r": 16, "alpha": 32.0, "targets": ["all-linear"]},
+        "train": {"optimizer": "adamw_8bit", "batch_size": 8, "learning_rate": 2e-4, "output": "runs/misconceptions", "metric_for_best": "map@3"},
+        "wheels": {"dataset_slug": "kit-wheels-map", "dataset_title": "kit-wheels-map"},
+        "kernels": {"inference": {"template": "inference", "instances": ["peft-lora-classifier"]}},
+        "instances": {"peft-lora-classifier": {"model_slug": "gemma2-misconceptions-adapter", "kind": "adapter"}},
+    },
+    # "Jigsaw - Agile Community Rules Classification" (2025): binary rule_violation, scored by
+    # column-averaged ROC AUC over the probability of a violation
+    "rules": {
+        "kaggle": {"competition": "jigsaw-agile-community-rules"},
+        "model": {"name": "Qwen/Qwen2.5-7B-Instruct"},
+        "task": {"kind": "classification", "labels": [], "metric": "auc"},
+        "data": {"train": "data/train.csv", "test": "data/test.csv", "format": "classification", "id_column": "row_id",
+                 "label_columns": ["rule_violation"], "group_by_prompt": False},
+        "prompt": {"max_length": 512, "truncation": "head_tail",
+                   "text_template": "r/{subreddit}\nRule: {rule}\nViolates: {positive_example_1}\nViolates: {positive_example_2}\n"
+                                    "Does not violate: {negative_example_1}\nDoes not violate: {negative_example_2}\nComment: {body}",
+                   "field_shares": {"body": 3}},
+        "submission": {"sample": "data/sample_submission.csv"},
+        "quantization": {"mode": "4bit"},
+        "peft": {"method": "lora", "r": 16, "alpha": 32.0, "targets": ["all-linear"]},
+        "train": {"optimizer": "adamw_8bit", "batch_size": 8, "learning_rate": 1e-4, "output": "runs/rules", "metric_for_best": "auc"},
+        "wheels": {"dataset_slug": "kit-wheels-rules", "dataset_title": "kit-wheels-rules"},
+        "kernels": {"inference": {"template": "inference", "instances": ["peft-lora-classifier"]}},
+        "instances": {"peft-lora-classifier": {"model_slug": "qwen-rules-adapter", "kind": "adapter"}},
+    },
     "sft": {
         "model": {"name": "google/gemma-7b"},
         "task": {"kind": "sft", "labels": [], "metric": "log_loss"},
@@ -505,6 +575,8 @@ def _toml_value(v: Any) -> str:
         return json.dumps(v, ensure_ascii=False)
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {v!r} as TOML")
 
 

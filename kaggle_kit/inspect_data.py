@@ -39,6 +39,11 @@ class CharTokenizer:
         return 0x110000
 
 
+def component_names(encoder) -> list:
+    """Names of an encoder's components: the template's fields, else the task kind's parts."""
+    return encoder.fields or COMPONENT_NAMES[encoder.kind]
+
+
 def load_inspect_tokenizer(spec):
     """None → characters; 'tiny' → the kit's tiny BPE; 'minilm' → MiniLM's; a folder → its tokenizer;
     an object with ``__call__`` → itself."""
@@ -100,6 +105,9 @@ def inspect_file(
     seed: int = 42,
     chunk: int = 1024,
     progress: bool = False,
+    label_join: str = "",
+    text_template: str = "",
+    field_shares: Optional[dict] = None,
 ) -> dict:
     """Inspect a data file; returns a JSON-ready dict.
 
@@ -108,7 +116,9 @@ def inspect_file(
     ``unit`` ('tokens' or 'characters'), ``tokenizer``, ``max_length``, ``overhead`` (markers and
     special tokens), ``lengths`` (per component and ``total``: p50/p90/p99/max/mean), ``turns``,
     ``truncation`` (per strategy: ``truncated_share``, per-component ``cut_share`` and
-    ``kept_share``, ``dropped_components``), ``plot`` (the PNG written, or None).
+    ``kept_share``, ``dropped_components``, ``identical_after_truncation``: pairwise rows whose
+    kept A and B tokens are equal although their texts differ, with what keeps each apart),
+    ``plot`` (the PNG written, or None).
 
     Raises :class:`DataError` for unusable files (the CLI prints it as ``Error: …``).
     """
@@ -117,24 +127,32 @@ def inspect_file(
     from kaggle_kit.runtime.formats import read_dataset
     from kaggle_kit.runtime.prompting import TRUNCATIONS, Encoder, PromptSpec
 
+    from kaggle_kit.runtime.identical import identical_report
+    from kaggle_kit.runtime.problems import DataError
+
     ds = read_dataset(
         path, format, label_names=label_names, text_columns=tuple(text_columns), label_columns=tuple(label_columns),
-        id_column=id_column, skip_bad_rows=skip_bad_rows, multilabel=multilabel, seed=seed,
+        id_column=id_column, skip_bad_rows=skip_bad_rows, multilabel=multilabel, seed=seed, label_join=label_join,
     )
     tok, tok_name = load_inspect_tokenizer(tokenizer_path)
     unit = "characters" if isinstance(tok, CharTokenizer) else "tokens"
     kind = ds.kind
-    names = COMPONENT_NAMES[kind]
-    n_comp = len(names)
+    n_comp = len(COMPONENT_NAMES[kind])
     comp_shares = list(shares)[:n_comp] if len(shares) >= n_comp else [1] * n_comp
     encoders = {}
     for strategy in TRUNCATIONS:
-        spec = PromptSpec(template=template, max_length=int(max_length), truncation=strategy, shares=comp_shares, head_fraction=head_fraction)
+        spec = PromptSpec(template=template, max_length=int(max_length), truncation=strategy, shares=comp_shares, head_fraction=head_fraction,
+                          text_template=text_template if kind in ("classification", "multilabel") else "",
+                          field_shares=dict(field_shares or {}))
         try:
             encoders[strategy] = Encoder(tok, spec, kind)
+        except DataError:
+            raise
         except ValueError as exc:
             raise KitError(f"--max-length {max_length}: {exc}") from None
     first = encoders[TRUNCATIONS[0]]
+    names = component_names(first)
+    n_comp = len(names)
     overhead = int(max_length) - first.budget
 
     n = len(ds.rows)
@@ -153,12 +171,15 @@ def inspect_file(
             starts = tqdm(starts, desc="tokenizing", unit="chunk", leave=False)
         except ImportError:  # pragma: no cover
             pass
+    identical = {s: [] for s in TRUNCATIONS}  # encoded rows, only for pairwise data
     for start in starts:
         turn_ids = first.tokenize(ds.rows[start:start + chunk])
         lasts = [[_tail(turns, first.separator) for turns in t] for t in turn_ids]
         for s, enc in encoders.items():
             for k, t in enumerate(turn_ids):
                 e = enc.assemble(t)
+                if kind == "pairwise":
+                    identical[s].append(e)
                 if s == TRUNCATIONS[0]:
                     lengths[start + k] = e.lengths
                 kept[s][start + k] = e.kept
@@ -190,6 +211,8 @@ def inspect_file(
             # non-empty components that kept nothing (the strategies promise 0 while budget remains)
             "dropped_components": int(((kept[s] == 0) & nonempty).sum()),
             "longest": int(totals[s].max()) if n else 0,
+            "identical_after_truncation": identical_report(encoders[s], ds.rows, identical[s], shown=10)
+            if kind == "pairwise" else {"count": 0, "ids": [], "rows": []},
         }
     turns = np.array([len(r.prompt) for r in ds.rows]) if n else np.zeros(0)
     report = {
@@ -294,6 +317,13 @@ def format_report(report: dict, max_problems: int = 10) -> str:
         cuts = ", ".join(f"{k} cut {v:.0%} kept {t['kept_share'][k]:.0%} ending kept {t['ending_kept_share'][k]:.0%}"
                          for k, v in t["cut_share"].items())
         lines.append(f"  {s:<14} {t['truncated_share']:>6.1%} of rows   {cuts}")
+    for s, t in report["truncation"].items():
+        ident = t.get("identical_after_truncation") or {}
+        if ident.get("count"):
+            lines.append(f"  {s}: {ident['count']} row(s) whose A and B keep the same tokens although their texts differ "
+                         f"(label noise): {', '.join(map(str, ident['ids'][:5]))}{' …' if ident['count'] > 5 else ''}")
+            for r in ident["rows"][:3]:
+                lines.append(f"    {r['id']}: {r['fix']}")
     if report["problems"]:
         lines.append("")
         lines.append("problems: " + ", ".join(f"{k} ×{v}" for k, v in report["problem_counts"].items()))

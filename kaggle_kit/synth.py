@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 CORPUS_VERSION = "1"
-PRESETS = ("lmsys", "wsdm")
+PRESETS = ("lmsys", "wsdm", "misconceptions", "rules")
 
 WORDS = (
     "the a of to and in is it that for you with on as are this be can or by have not from at your "
@@ -27,6 +27,8 @@ KEYWORDS = {
     "lmsys": {"winner_model_a": "meh", "winner_model_b": "excellent", "winner_tie": "similar"},
     "wsdm": {"model_a": "meh", "model_b": "excellent"},
 }
+# presets whose rows are a table of columns (kaggle_kit.synth_columns): their label columns
+COLUMN_PRESETS = {"misconceptions": ("Category", "Misconception"), "rules": ("rule_violation",)}
 LANGUAGES = ["English", "Russian", "Chinese", "German", "Spanish"]
 
 
@@ -63,6 +65,10 @@ def synth_rows(preset: str, rows: int, seed: int = 0) -> list:
     """Rows as dicts in the competition's columns (labels included)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown synth preset {preset!r}; use one of {PRESETS}")
+    if preset in COLUMN_PRESETS:
+        from kaggle_kit.synth_columns import column_rows
+
+        return column_rows(preset, rows, seed)
     rng = random.Random(seed)
     labels = list(KEYWORDS[preset])
     out = []
@@ -98,10 +104,20 @@ def synth_rows(preset: str, rows: int, seed: int = 0) -> list:
 
 
 def write_synth(preset: str, rows: int, out, seed: int = 0, test: bool = False) -> Path:
-    """Write a synthetic file (CSV for LMSYS; parquet or CSV for WSDM by suffix). ``test`` drops labels."""
+    """Write a synthetic file (CSV for LMSYS; parquet or CSV for WSDM by suffix). ``test`` drops labels;
+    for the column presets (misconceptions, rules) it also writes the competition's
+    ``sample_submission.csv`` beside the file (the test ids, the submission's shape)."""
     out = Path(out)
-    records = synth_rows(preset, rows, seed)
-    if test:
+    if preset in COLUMN_PRESETS:
+        from kaggle_kit.synth_columns import column_rows, write_sample
+
+        records = column_rows(preset, rows, seed)
+        if test:
+            records = [{k: v for k, v in r.items() if k not in COLUMN_PRESETS[preset]} for r in records]
+            write_sample(preset, [r["row_id"] for r in records], out.parent / "sample_submission.csv")
+    else:
+        records = synth_rows(preset, rows, seed)
+    if test and preset not in COLUMN_PRESETS:
         drop = set(KEYWORDS[preset]) | {"winner", "model_a", "model_b"}
         records = [{k: v for k, v in r.items() if k not in drop} for r in records]
     out.parent.mkdir(parents=True, exist_ok=True)

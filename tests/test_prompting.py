@@ -180,3 +180,67 @@ def test_turn_aware_regressions_found_by_hypothesis():
         content = [sum(len(t) for t in turns) for turns in enc.tokenize([row])[0]]
         assert len(e.input_ids) <= overhead + 3
         assert all(k > 0 for c, k in zip(content, e.kept) if c), (row, e.kept)
+
+
+# --------------------------------------------------------------------------- text_template over columns
+
+TEMPLATE = "Question: {QuestionText}\nAnswer: {MC_Answer}\nStudent explanation: {StudentExplanation}\n-- end"
+field_values = st.lists(texts, min_size=3, max_size=3)
+
+
+@SETTINGS
+@given(values=field_values, max_length=st.integers(40, 400), truncation=st.sampled_from(TRUNCATIONS),
+       shares=st.sampled_from([{}, {"StudentExplanation": 3}, {"QuestionText": 0}]), head_fraction=st.floats(0, 1))
+def test_template_properties_tiny_bpe(values, max_length, truncation, shares, head_fraction):
+    """Token-exact and within max_length (specials included), each field keeps a floor while budget remains,
+    and an untruncated row is exactly literal + field tokens in template order."""
+    tok = tiny_tokenizer()
+    spec = PromptSpec(max_length=max_length, truncation=truncation, head_fraction=head_fraction, text_template=TEMPLATE,
+                      field_shares=shares)
+    enc = Encoder(tok, spec, "classification")
+    row = Row("r", list(values), [], [], 0)
+    e = enc.encode_one(row)
+    assert len(e.input_ids) <= max_length
+    prefix, suffix = special_tokens_around(tok)
+    assert e.input_ids[: len(prefix)] == prefix
+    assert e.input_ids[len(e.input_ids) - len(enc.trailer) - len(suffix):] == enc.trailer + list(suffix)
+    assert len(e.lengths) == 3 and all(k <= n for n, k in zip(e.lengths, e.kept))
+    if sum(e.lengths) <= enc.budget:
+        expected = list(prefix)
+        for marker, v in zip(enc.markers, values):
+            expected += marker + enc._ids(v)
+        assert e.input_ids == expected + enc.trailer + list(suffix) and not e.truncated
+    elif truncation != "turn_aware":
+        assert len(e.input_ids) == max_length
+    if enc.budget >= 3:
+        assert all(k > 0 for n, k in zip(e.lengths, e.kept) if n > 0)
+    assert [len(p) for p in enc.pieces(e)] == list(e.kept)
+
+
+def test_template_field_budgets_flow_on():
+    tok = tiny_tokenizer()
+    long = "model answer " * 200
+    spec = PromptSpec(max_length=120, text_template=TEMPLATE, field_shares={"StudentExplanation": 3})
+    enc = Encoder(tok, spec, "classification")
+    e = enc.encode_one(Row("r", ["short question?", "4", long], [], [], 0))
+    assert e.kept[0] == e.lengths[0] and e.kept[1] == e.lengths[1]  # short fields whole
+    assert e.kept[2] == enc.budget - e.kept[0] - e.kept[1]          # the rest flows to the long one
+    e = enc.encode_one(Row("r", [long, "4", long], [], [], 0))
+    # both keep the floor (16); the rest is shared 1 : 3 between the two long fields
+    assert e.kept[0] > 16 and e.kept[2] - 16 >= 2.5 * (e.kept[0] - 16)
+    assert "Student explanation: " in enc.decode(e) and enc.decode(e).endswith("-- end")
+
+
+def test_template_errors():
+    from kaggle_kit.runtime.templates import TemplateError, parse_template
+
+    tok = tiny_tokenizer()
+    for bad, why in [("Text: {body:>10}", "plain column"), ("{a} {a}", "twice"), ("no fields", "names no column"),
+                     ("Text: {body", "braces")]:
+        with pytest.raises(TemplateError, match=why):
+            parse_template(bad)
+    with pytest.raises(TemplateError, match="field_shares"):
+        Encoder(tok, PromptSpec(text_template="{a} {b}", field_shares={"c": 2}), "classification")
+    with pytest.raises(ValueError, match="classification"):
+        Encoder(tok, PromptSpec(text_template="{a}"), "pairwise")
+    assert parse_template("{{literal}} {a}").literals == ("{literal} ",)

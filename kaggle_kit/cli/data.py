@@ -47,7 +47,10 @@ def inspect(file, fmt, tokenizer, max_length, skip_bad_rows, plot, as_json, conf
     """
     from kaggle_kit.inspect_data import format_report, inspect_file
 
+    from kaggle_kit.dataspec import read_kwargs
+
     cfg = load(config_path, overrides, required=config_path is not None)
+    kw = read_kwargs(cfg, **({} if skip_bad_rows is None else {"skip_bad_rows": skip_bad_rows}))
     report = inspect_file(
         file,
         format=fmt,
@@ -57,14 +60,10 @@ def inspect(file, fmt, tokenizer, max_length, skip_bad_rows, plot, as_json, conf
         head_fraction=cfg.prompt.head_fraction,
         template=cfg.prompt.template,
         plot=plot,
-        skip_bad_rows=cfg.data.skip_bad_rows if skip_bad_rows is None else skip_bad_rows,
-        label_names=(cfg.task.labels or None) if cfg.task.kind in ("classification", "multilabel") else None,
-        text_columns=tuple(cfg.data.text_columns),
-        label_columns=tuple(cfg.data.label_columns),
-        id_column=cfg.data.id_column,
-        multilabel=cfg.task.kind == "multilabel",
-        seed=cfg.data.seed,
+        text_template=cfg.prompt.text_template,
+        field_shares=dict(cfg.prompt.field_shares),
         progress=not as_json,
+        **kw,
     )
     if as_json:
         echo_json(report)
@@ -73,11 +72,12 @@ def inspect(file, fmt, tokenizer, max_length, skip_bad_rows, plot, as_json, conf
 
 
 @data.command("synth")
-@click.option("--preset", type=click.Choice(["lmsys", "wsdm"]), default="lmsys", show_default=True, help="Competition file format.")
+@click.option("--preset", type=click.Choice(["lmsys", "wsdm", "misconceptions", "rules"]), default="lmsys", show_default=True,
+              help="Competition shape: lmsys, wsdm, misconceptions (MAP 2025) or rules (Jigsaw 2025).")
 @click.option("--rows", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output file: .csv (both) or .parquet (wsdm).")
-@click.option("--test", is_flag=True, help="Write test data: no label columns.")
+@click.option("--test", is_flag=True, help="Write test data: no label columns (misconceptions/rules: also sample_submission.csv beside it).")
 @friendly_errors
 def synth(preset, rows, seed, out, test):
     """Write a synthetic data set in the competition's own file format.
@@ -90,16 +90,20 @@ def synth(preset, rows, seed, out, test):
       kit data synth --preset lmsys --rows 2000 --seed 0 --out data/train.csv
       kit data synth --preset lmsys --rows 500 --seed 1 --out data/test.csv --test
       kit data synth --preset wsdm --rows 1000 --out data/train.parquet
+      kit data synth --preset misconceptions --rows 400 --out data/train.csv
+      kit data synth --preset rules --rows 100 --seed 1 --out data/test.csv --test   # + data/sample_submission.csv
     """
     from kaggle_kit.errors import KitError
     from kaggle_kit.synth import write_synth
 
-    if out.endswith(".parquet") and preset == "lmsys":
-        raise KitError("LMSYS data is CSV; use --out FILE.csv (parquet is the WSDM format)")
+    if out.endswith(".parquet") and preset != "wsdm":
+        raise KitError(f"{preset} data is CSV; use --out FILE.csv (parquet is the WSDM format)")
     if not (out.endswith(".csv") or out.endswith(".parquet")):
         raise KitError(f"--out {out}: use a .csv{' or .parquet' if preset == 'wsdm' else ''} file name")
     path = write_synth(preset, rows, out, seed=seed, test=test)
     click.echo(f"Wrote {rows} {'test' if test else 'training'} rows ({preset}) to {path}")
+    if test and preset in ("misconceptions", "rules"):
+        click.echo(f"Wrote the sample submission to {path.parent / 'sample_submission.csv'}")
 
 
 @data.command("prepare")
@@ -121,6 +125,7 @@ def prepare(file, tokenizer, out, fmt, max_length, truncation, as_json, config_p
       kit data prepare train.csv --tokenizer tiny --out encoded/train.jsonl
       kit data prepare train.csv --tokenizer models/gemma-2-9b-it --max-length 2048 --out train.parquet
     """
+    from kaggle_kit.dataspec import read_kwargs
     from kaggle_kit.prepare import prepare_file
 
     cfg = load(config_path, overrides, required=config_path is not None)
@@ -128,14 +133,59 @@ def prepare(file, tokenizer, out, fmt, max_length, truncation, as_json, config_p
         file, tokenizer, out, max_length=max_length or cfg.prompt.max_length,
         truncation=truncation or cfg.prompt.truncation, shares=cfg.prompt.shares,
         head_fraction=cfg.prompt.head_fraction, template=cfg.prompt.template, format=fmt,
-        read_kwargs={"skip_bad_rows": cfg.data.skip_bad_rows, "id_column": cfg.data.id_column,
-                     "text_columns": tuple(cfg.data.text_columns), "label_columns": tuple(cfg.data.label_columns),
-                     "seed": cfg.data.seed},
+        read_kwargs=read_kwargs(cfg), text_template=cfg.prompt.text_template, field_shares=dict(cfg.prompt.field_shares),
     )
     if as_json:
         echo_json(summary)
         return
+    if summary["identical_after_truncation"]["count"]:
+        from kaggle_kit.runtime.identical import summary_line
+
+        click.echo(summary_line(summary["identical_after_truncation"]), err=True)
     click.echo(f"Wrote {summary['rows']} encoded rows ({summary['format']}) to {summary['out']}: "
                f"{summary['truncated_share']:.1%} truncated at {summary['prompt']['max_length']} tokens "
                f"({summary['prompt']['truncation']}), longest {summary['longest']}, "
                f"{summary['rows_per_s'] or 0:,.0f} rows/s")
+
+
+@data.command("preview")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--rows", "n_rows", type=click.IntRange(1), default=3, show_default=True, help="Rows to show (from the top).")
+@click.option("--tokenizer", default=None, metavar="PATH|tiny|minilm",
+              help="Tokenizer of the model (a model folder, 'tiny' or 'minilm'); default: characters.")
+@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="auto", show_default=True)
+@click.option("--max-length", type=int, default=None, help="Token budget per example (default: prompt.max_length).")
+@click.option("--truncation", type=click.Choice(["per_component", "head_tail", "turn_aware"]), default=None,
+              help="Truncation strategy (default: prompt.truncation).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON (id, tokens, text, kept per component).")
+@config_options
+@friendly_errors
+def preview(file, n_rows, tokenizer, fmt, max_length, truncation, as_json, config_path, overrides):
+    """Print the exact text the model sees for a few rows: after truncation, with the token count.
+
+    Works for every task kind (pairwise, classification with a text_template, multi-label,
+    instructions); the text is the decoded token ids, special tokens included.
+
+    \b
+    Examples:
+      kit data preview data/train.csv --tokenizer tiny --rows 2
+      kit data preview data/train.csv --set prompt.max_length=128 --truncation head_tail
+      kit init --preset misconceptions && kit data preview data/train.csv --tokenizer tiny
+    """
+    from kaggle_kit.dataspec import read_kwargs
+    from kaggle_kit.prepare import preview_file
+
+    cfg = load(config_path, overrides, required=config_path is not None)
+    rows = preview_file(file, tokenizer, cfg, n_rows=n_rows, format=fmt, max_length=max_length, truncation=truncation,
+                        read_kwargs=read_kwargs(cfg))
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        cut = ", ".join(f"{n} {k}/{t}" for n, k, t in zip(r["components"], r["kept"], r["lengths"]))
+        click.echo(f"── row {r['id']} · {r['tokens']} of max {r['max_length']} {r['unit']} · kept {cut}"
+                   + (" · TRUNCATED" if r["truncated"] else ""))
+        click.echo(r["text"])
+        for p in r["problems"]:
+            click.echo(f"   problem: {p}")
+        click.echo("")

@@ -34,12 +34,15 @@ def _kit_errors(fn):
 @click.option("--max-batch-rows", type=int, default=None, help="Row cap per batch. Default 64.")
 @click.option("--devices", default=None, help="Comma list, one model replica each: cpu,cpu or cuda:0,cuda:1 (default: every GPU, else cpu).")
 @click.option("--quantization", type=click.Choice(["none", "4bit", "8bit"]), default=None, help="Override the quantization the adapter was trained with.")
+@click.option("--sample", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="The competition's sample_submission.csv: decides the shape and is compared with the written file "
+                   "(default: the sample the run's manifest names, when it lies beside --data).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (figures and decisions) on stdout.")
 @config_options
 @friendly_errors
 @_kit_errors
-def predict(adapter, data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows, devices, quantization, no_progress, as_json, config_path, overrides):
+def predict(adapter, data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows, devices, quantization, sample, no_progress, as_json, config_path, overrides):
     """Predict every row of a test file with a run folder and write a validated submission.
 
     Rows are tokenized once, sorted by length and packed into token-budget batches; every test id
@@ -50,6 +53,8 @@ def predict(adapter, data, out, base, budget_minutes, tta, batch_tokens, max_bat
     Examples:
       kit predict --adapter runs/tiny --data test.csv --out submission.csv
       kit predict --adapter runs/gemma --data test.csv --tta uncertain:0.3 --budget-minutes 240 --devices cuda:0,cuda:1
+      kit predict --adapter runs/map --data data/test.csv --sample data/sample_submission.csv
+      kit predict --adapter runs/map --data data/valid.csv --out valid.csv   # labelled: prints the metric, writes valid.metrics.json
     """
     from kaggle_kit.runtime.infer import predict_file
 
@@ -63,7 +68,7 @@ def predict(adapter, data, out, base, budget_minutes, tta, batch_tokens, max_bat
         max_batch_rows=max_batch_rows or cfg.max_batch_rows or None,
         devices=devices or (cfg.devices or None),
         quantization=quantization or cfg.quantization or None,
-        log=log, progress=not no_progress,
+        log=log, progress=not no_progress, sample=sample,
     )
     if as_json:
         echo_json(result.to_dict())
@@ -71,6 +76,18 @@ def predict(adapter, data, out, base, budget_minutes, tta, batch_tokens, max_bat
     click.echo(f"wrote {result.out_path}: {result.rows} rows ({result.style}) in {result.seconds:.1f}s "
                f"({result.rows_per_second:.1f} rows/s after {result.load_seconds:.1f}s loading; padding {result.padding_share:.1%}; "
                f"truncated {result.truncated_rows}; TTA {result.tta_rows}; fallback {result.fallback_rows})")
+    if result.sample:
+        click.echo(f"matches the sample {result.sample}")
+    if result.metrics:
+        metric = next(iter(k for k in result.metrics if k == (_manifest_metric(adapter) or "")), None) or "log_loss"
+        click.echo(f"{metric} {result.metrics.get(metric, float('nan')):.4f} on {data} (all: "
+                   + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()) + ")")
+
+
+def _manifest_metric(adapter) -> str:
+    from kaggle_kit.runtime.manifest import Manifest
+
+    return Manifest.load(adapter).task.get("metric", "")
 
 
 @click.command("merge")

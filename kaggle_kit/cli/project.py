@@ -5,7 +5,7 @@ import click
 
 from kaggle_kit.cli.options import config_options, echo_json, friendly_errors, load
 
-PRESET_NAMES = ["lmsys", "wsdm", "classification", "sft"]
+PRESET_NAMES = ["lmsys", "wsdm", "misconceptions", "rules", "classification", "sft"]
 
 
 @click.command("init")
@@ -23,6 +23,8 @@ def init(preset, path, force, username):
     Examples:
       kit init --preset lmsys                 # LMSYS Chatbot Arena (3-class log loss)
       kit init --preset wsdm --path wsdm.toml
+      kit init --preset misconceptions         # MAP 2025: Category:Misconception, MAP@3, top-3 submission
+      kit init --preset rules                  # Jigsaw 2025: rule_violation probability, AUC
       kit init --preset classification --force --username alice
     """
     from kaggle_kit.config import init_config, kaggle_username_from_environment

@@ -67,6 +67,13 @@ class Dataset:
     problems: list = field(default_factory=list)
     skipped: int = 0
     detected: str = ""  # why this format was chosen (format=auto)
+    id_column: str = "id"
+    columns: list = field(default_factory=list)
+
+    @property
+    def has_id_column(self) -> bool:
+        """Whether the file holds the id column (without it rows are numbered row0, row1, …)."""
+        return self.id_column in self.columns
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -359,7 +366,8 @@ def _to01(v: Any) -> Optional[int]:
     return int(f) if f in (0.0, 1.0) else None
 
 
-def _read_classification(records, path, id_column, text_columns, label_columns, label_names, multilabel, problems, bad) -> tuple:
+def _read_classification(records, path, id_column, text_columns, label_columns, label_names, multilabel, problems, bad,
+                         label_join: str = "") -> tuple:
     columns = columns_of(records)
     text_columns = list(text_columns) or ["text"]
     _require(columns, text_columns, "classification", path)
@@ -368,8 +376,14 @@ def _read_classification(records, path, id_column, text_columns, label_columns, 
     has_labels = bool(present)
     if has_labels and len(present) != len(label_columns):
         raise DataError(f"{path}: label column(s) {[c for c in label_columns if c not in columns]} missing. Found columns: {columns}")
-    several = len(label_columns) > 1
-    if several:
+    composed = bool(label_join) and len(label_columns) > 1
+    several = len(label_columns) > 1 and not composed
+    if composed:
+        kind = "classification"
+        names = list(label_names)
+        if has_labels and not names:
+            names = sorted({v for rec in records if (v := compose_label(rec, label_columns, label_join)) is not None})
+    elif several:
         names = list(label_names) or list(label_columns)
         kind = "multilabel"
     else:
@@ -387,8 +401,19 @@ def _read_classification(records, path, id_column, text_columns, label_columns, 
         rid = _rid(rec, id_column, n)
         where = f"{path}:{rec.get('__line__', n + 2)}"
         texts = [clean_text(rec.get(c), f"{where} {c}", rid, problems) for c in text_columns]
+        for c, t in zip(text_columns, texts):
+            if rec.get(c) is not None and not _is_nan(rec.get(c)) and not str(t).strip():
+                problems.append(Problem(rid, f"{where} {c}", f"empty field '{c}' (the model sees only its marker)"))
         label = None
-        if has_labels and several:
+        if has_labels and composed:
+            value = compose_label(rec, label_columns, label_join)
+            if value is None or value not in names:
+                raw = {c: rec.get(c) for c in label_columns}
+                why = "an empty or missing cell" if value is None else f"class {value!r} is not one of the task's labels {names[:8]}{' …' if len(names) > 8 else ''}"
+                _label_problem(problems, bad, rid, where, f"label columns {raw} compose {why}")
+            else:
+                label = names.index(value)
+        elif has_labels and several:
             vals = [_to01(rec.get(c)) for c in label_columns]
             if any(v is None for v in vals):
                 _label_problem(problems, bad, rid, where, f"label columns must hold 0 or 1: {dict(zip(label_columns, (rec.get(c) for c in label_columns)))}")
@@ -404,6 +429,20 @@ def _read_classification(records, path, id_column, text_columns, label_columns, 
                 label = idx if kind == "multilabel" else idx[0]
         rows.append(Row(rid, texts, [], [], label, where, {}))
     return rows, names, has_labels, kind
+
+
+def compose_label(rec: dict, label_columns: list, join: str) -> Optional[str]:
+    """One class from several columns, values exactly as written (a CSV cell 'NA' stays 'NA'),
+    joined by ``join`` (e.g. 'True_Correct' + ':' + 'NA'); None when a cell is empty or missing."""
+    parts = []
+    for c in label_columns:
+        v = rec.get(c)
+        if v is None or _is_nan(v) or (isinstance(v, str) and v == ""):
+            return None
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        parts.append(str(v))
+    return join.join(parts)
 
 
 def _label_values(v: Any, kind: str) -> list:
@@ -460,12 +499,15 @@ def read_dataset(
     multilabel: bool = False,
     seed: int = 42,
     require_labels: bool = False,
+    label_join: str = "",
 ) -> Dataset:
     """Read a competition file into a :class:`Dataset`.
 
     Rows whose labels are bad (not one-hot, unknown values) make the call fail with every bad row
     named, unless ``skip_bad_rows`` (then they are dropped and counted in ``skipped``). Rows of test
-    data are never dropped.
+    data are never dropped. ``label_join``: classification with several ``label_columns`` composes
+    one class per row from them (joined by this string) instead of reading them as multi-label.
+    CSV cells are read as the strings written: 'NA', 'null', 'None' are text, never missing values.
     """
     path = Path(path)
     problems: list = []
@@ -486,7 +528,7 @@ def read_dataset(
         rows, names, has_labels = _read_hh(records, path, seed, problems, bad)
     elif format == "classification":
         rows, names, has_labels, kind = _read_classification(
-            records, path, id_column, text_columns, label_columns, label_names or [], multilabel, problems, bad
+            records, path, id_column, text_columns, label_columns, label_names or [], multilabel, problems, bad, label_join
         )
     else:
         rows, has_labels = _read_instructions(records, path, id_column, problems)
@@ -510,7 +552,10 @@ def read_dataset(
         before = len(rows)
         rows = [r for r in rows if r.label is not None]
         skipped = before - len(rows)
-    return Dataset(rows, format, kind, names, str(path), has_labels, problems, skipped, detected)
+    if format not in ("hh-rlhf", "instructions") and id_column not in columns:
+        problems.append(Problem("", str(path), f"no id column {id_column!r} (columns: {columns[:12]}); rows are numbered "
+                                               f"row0, row1, …; set data.id_column to the file's id column"))
+    return Dataset(rows, format, kind, names, str(path), has_labels, problems, skipped, detected, id_column, columns)
 
 
 def swap_permutation(label_names: list) -> list:

@@ -567,6 +567,8 @@ class PredictionResult:
     tta_rows: int = 0
     problems: int = 0
     load_seconds: float = 0.0
+    metrics: dict = field(default_factory=dict)  # when the file has labels: the task's metrics
+    sample: str = ""  # the sample submission the file was compared with
 
     @property
     def rows_per_second(self) -> float:
@@ -580,6 +582,7 @@ class PredictionResult:
             "tokens": self.tokens, "padding_share": round(self.padding_share, 4), "truncated_rows": self.truncated_rows,
             "fallback_rows": self.fallback_rows, "tta_rows": self.tta_rows, "problems": self.problems,
             "devices": self.devices, "style": self.style, "decisions": self.decisions,
+            "metrics": self.metrics, "sample": self.sample,
         }
 
 
@@ -597,16 +600,21 @@ def predict_file(
     quantization=None,
     log: Callable = print,
     progress: bool = True,
+    sample=None,
 ) -> PredictionResult:
     """Predict every row of ``data_path`` with the run folder ``adapter_dir``; write a validated submission.
 
     None means: take it from the defaults (``tta='none'``, 8,192-token batches of ≤ 64 rows, no
-    budget, every GPU else the CPU) or from the manifest (format, prompt, base, quantization).
+    budget, every GPU else the CPU) or from the manifest (format, prompt, base, quantization, id
+    column, submission shape). ``sample``: the competition's sample submission to follow and
+    compare with (default: the one the manifest names, when it lies beside ``data_path``). When
+    ``data_path`` has labels, the task's metrics are computed, logged and written to
+    ``<out>.metrics.json``.
     """
     from .formats import read_dataset
     from .manifest import Manifest, check_compatible
     from .modeling import is_merged_folder, load_for_inference
-    from .submission import style_for, write_submission
+    from .submission import compare_with_sample, resolve_submission, write_submission
 
     t0 = time.monotonic()
     log = log or (lambda *a, **k: None)
@@ -619,11 +627,13 @@ def predict_file(
     adapter_dir = Path(adapter_dir)
     manifest = Manifest.load(adapter_dir)
     fmt = manifest.task.get("format") or "auto"
-    kwargs = {}
-    if fmt == "classification":
-        kwargs = dict(label_names=manifest.labels, text_columns=tuple(manifest.task.get("text_columns", ()) or ()),
-                      multilabel=manifest.kind == "multilabel")
+    kwargs = _read_kwargs(manifest)
     ds = read_dataset(data_path, fmt, **kwargs)
+    if not ds.has_id_column:
+        from .problems import DataError
+
+        raise DataError(f"{data_path}: no id column {ds.id_column!r} (the run's data.id_column); columns: {ds.columns[:12]}. "
+                        f"A submission needs the test file's own ids: predict the competition's test file")
     if ds.problems:
         shown = "; ".join(f"{p.id}: {p.reason}" for p in ds.problems[:3])
         decide(f"{len(ds.problems)} repaired problem(s) in {data_path} (rows still predicted): {shown}" + (" …" if len(ds.problems) > 3 else ""))
@@ -641,9 +651,9 @@ def predict_file(
     merged = is_merged_folder(adapter_dir)
     base = None if merged else (base_path or manifest.base_model.get("path"))
     check_compatible(manifest, base, labels)  # before any weights load
-    style = style_for(ds.format, manifest.kind)
-    if manifest.kind == "multilabel":
-        style = "multilabel"
+    spec, sample_path, note = resolve_submission(manifest.task, manifest.labels, ds.format, data_path, sample)
+    if note:
+        decide(note)
 
     devs = parse_devices(devices)
     replicas, loaded = [], {}
@@ -660,15 +670,59 @@ def predict_file(
         replicas[0][0], tokenizer, manifest, ds.rows, tta=tta or "none", batch_tokens=batch_tokens,
         max_batch_rows=max_batch_rows, deadline=deadline, replicas=replicas, log=log, progress=progress, report=rep,
     )
-    write_submission(out_path, ids, probs, style, manifest.labels, expected_ids=ids)
+    write_submission(out_path, ids, probs, spec, manifest.labels, expected_ids=ids)
+    if sample_path is not None:
+        compare_with_sample(out_path, sample_path)
+        log(f"{out_path} matches the sample {sample_path}: columns {spec.header}, the same ids")
     seconds = time.monotonic() - t0
     log(f"wrote {out_path}: {len(ids)} rows in {seconds:.1f}s ({rep.tokens:,} tokens, padding {rep.padding_share:.1%})")
+    scores = _score_labelled(ds, probs, manifest, out_path, log) if ds.has_labels else {}
     return PredictionResult(
         out_path=Path(out_path), rows=len(ids), seconds=seconds, decisions=decisions, probabilities=probs, ids=ids,
-        label_names=manifest.labels, style=style, devices=devs, tokens=rep.tokens, padding_share=rep.padding_share,
+        label_names=manifest.labels, style=spec.style, devices=devs, tokens=rep.tokens, padding_share=rep.padding_share,
         truncated_rows=rep.truncated_rows, fallback_rows=rep.fallback_rows, tta_rows=rep.tta_rows,
-        problems=len(ds.problems), load_seconds=load_s,
+        problems=len(ds.problems), load_seconds=load_s, metrics=scores, sample=str(sample_path or ""),
     )
+
+
+def _read_kwargs(manifest) -> dict:
+    """read_dataset arguments recorded in the manifest: the id column and, for classification,
+    the text columns (or the template's fields), labels and label columns."""
+    task = manifest.task
+    kwargs = {"id_column": task.get("id_column") or "id"}
+    if (task.get("format") or "auto") == "classification":
+        from .templates import template_fields
+
+        fields = template_fields((manifest.prompt or {}).get("text_template", ""))
+        kwargs.update(label_names=manifest.labels, text_columns=tuple(fields or task.get("text_columns", ()) or ()),
+                      label_columns=tuple(task.get("label_columns", ()) or ()), label_join=task.get("label_join", ""),
+                      multilabel=manifest.kind == "multilabel")
+    return kwargs
+
+
+def _score_labelled(ds, probs, manifest, out_path, log) -> dict:
+    """The task's metrics on a labelled file: logged, and written to ``<out>.metrics.json``."""
+    import json
+
+    from .metrics import metrics_from_probs, scalar_metrics
+
+    multilabel = manifest.kind == "multilabel"
+    k = len(manifest.labels)
+    if multilabel:
+        labels = np.zeros((len(ds.rows), k), dtype=np.int64)
+        for n, r in enumerate(ds.rows):
+            labels[n, list(r.label)] = 1
+    else:
+        labels = np.asarray([r.label for r in ds.rows], dtype=np.int64)
+    metric = manifest.task.get("metric") or "log_loss"
+    full = metrics_from_probs(probs, labels, multilabel, manifest.labels, extra=(metric,))
+    flat = scalar_metrics(full)
+    path = Path(out_path).with_suffix(".metrics.json")
+    path.write_text(json.dumps({"metric": metric, "value": flat.get(metric), "rows": len(ds.rows), **flat,
+                                "data": str(ds.path)}, indent=2, default=float) + "\n", encoding="utf-8")
+    log(f"{ds.path} has labels: {metric} {flat.get(metric, float('nan')):.4f} ("
+        + ", ".join(f"{n} {v:.4f}" for n, v in flat.items() if n != metric) + f"); written to {path}")
+    return flat
 
 
 def merge_adapter(adapter_dir, out_dir, *, base_path=None, dtype: str = "bfloat16", log: Callable = print) -> Path:

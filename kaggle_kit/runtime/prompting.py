@@ -18,6 +18,11 @@ budget remains for part of it (every non-empty component keeps at least a floor 
   are dropped. A floor of tokens stays held for each component until it has kept some text, so
   a component whose text lies in older turns is not starved by whole newer turns of the others.
 
+With ``PromptSpec.text_template`` (classification tasks) the layout comes from a template over the
+data's columns (:mod:`runtime.templates`): each ``{field}`` is a component with its own budget
+(``field_shares``), the template's literal text the markers, and any text after the last field a
+trailer kept whole.
+
 Training, local prediction and the Kaggle notebook all call :class:`Encoder`.
 """
 from __future__ import annotations
@@ -46,13 +51,16 @@ class PromptSpec:
     truncation: str = "per_component"
     shares: list = field(default_factory=lambda: [1, 1, 1])
     head_fraction: float = 0.5
+    text_template: str = ""  # classification: a template over the data's columns (runtime.templates)
+    field_shares: dict = field(default_factory=dict)  # text_template: relative budget per field (default 1)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "PromptSpec":
-        known = {k: data[k] for k in ("template", "max_length", "truncation", "shares", "head_fraction") if k in data}
+        keys = ("template", "max_length", "truncation", "shares", "head_fraction", "text_template", "field_shares")
+        known = {k: data[k] for k in keys if k in data}
         return cls(**known)
 
 
@@ -142,7 +150,19 @@ class Encoder:
             raise ValueError(f"truncation {spec.truncation!r} is not one of {TRUNCATIONS}")
         if spec.template not in TEMPLATES:
             raise ValueError(f"prompt template {spec.template!r} is unknown; known: {sorted(TEMPLATES)}")
-        markers = TEMPLATES[spec.template].get(kind)
+        self.layout = None  # a runtime.templates.Template when spec.text_template is set
+        self.shares = list(spec.shares)
+        trailer = ""
+        if spec.text_template:
+            from .templates import field_shares, parse_template
+
+            if kind not in ("classification", "multilabel"):
+                raise ValueError(f"prompt.text_template applies to classification tasks; this task is {kind!r} (leave it empty)")
+            self.layout = parse_template(spec.text_template)
+            markers, trailer = self.layout.literals, self.layout.trailer
+            self.shares = field_shares(self.layout, spec.field_shares)
+        else:
+            markers = TEMPLATES[spec.template].get(kind)
         if markers is None:
             raise ValueError(f"prompt template {spec.template!r} has no layout for task kind {kind!r}")
         self.tokenizer = tokenizer
@@ -150,9 +170,10 @@ class Encoder:
         self.kind = kind
         self._backend = _plain_backend(tokenizer)
         self.markers = [self._ids(m) for m in markers]
+        self.trailer = self._ids(trailer)
         self.separator = self._ids(TURN_SEPARATOR)
         self.prefix, self.suffix = special_tokens_around(tokenizer)
-        fixed = len(self.prefix) + len(self.suffix) + sum(len(m) for m in self.markers)
+        fixed = len(self.prefix) + len(self.suffix) + len(self.trailer) + sum(len(m) for m in self.markers)
         self.budget = spec.max_length - fixed
         if self.budget < len(self.markers):
             raise ValueError(
@@ -187,10 +208,40 @@ class Encoder:
     def encode_one(self, row) -> Encoded:
         return self._encode_chunk([row])[0]
 
+    @property
+    def fields(self) -> list:
+        """The template's column names (text_template), else [] (the row's text columns are turns)."""
+        return list(self.layout.fields) if self.layout else []
+
+    def components(self, row) -> list:
+        """The row's components as lists of turns; with a text_template one component per field."""
+        if self.layout is not None:
+            values = list(row.prompt) + [""] * (len(self.layout.fields) - len(row.prompt))
+            return [[v] for v in values[: len(self.layout.fields)]]
+        return components_of(row, self.kind)
+
     def text(self, row) -> str:
         """The untruncated text of a row, as the model would read it (for display)."""
+        if self.layout is not None:
+            return self.layout.render(dict(zip(self.layout.fields, row.prompt)))
         markers = TEMPLATES[self.spec.template][self.kind]
         return "".join(m + TURN_SEPARATOR.join(turns) for m, turns in zip(markers, components_of(row, self.kind)))
+
+    def pieces(self, encoded: "Encoded") -> list:
+        """Each component's kept token ids, cut back out of ``encoded.input_ids``."""
+        out, pos = [], len(self.prefix)
+        for marker, size in zip(self.markers, encoded.kept):
+            pos += len(marker)
+            out.append(list(encoded.input_ids[pos:pos + size]))
+            pos += size
+        return out
+
+    def decode(self, encoded: "Encoded") -> str:
+        """The exact text the model sees (special tokens included), for `kit data preview`."""
+        ids = list(encoded.input_ids)
+        if hasattr(self.tokenizer, "decode"):
+            return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return "".join(chr(i) for i in ids)
 
     def tokenize(self, rows: list) -> list:
         """Per row, per component, the token ids of each turn (one batched tokenizer call).
@@ -198,7 +249,7 @@ class Encoder:
         With :meth:`assemble` this lets several encoders (e.g. one per truncation strategy, same
         tokenizer) share one tokenization, as `kit data inspect` does.
         """
-        comps = [components_of(r, self.kind) for r in rows]
+        comps = [self.components(r) for r in rows]
         flat = [t for c in comps for turns in c for t in turns]
         ids = self._batch_ids(flat)
         out = []
@@ -239,12 +290,13 @@ class Encoder:
             if sum(lengths) <= self.budget:
                 pieces = comps
             else:
-                keep = waterfill(list(lengths), self.budget, spec.shares)
+                keep = waterfill(list(lengths), self.budget, self.shares)
                 pieces = [_cut(c, k, spec.truncation, spec.head_fraction) for c, k in zip(comps, keep)]
         ids = list(self.prefix)
         for marker, piece in zip(self.markers, pieces):
             ids.extend(marker)
             ids.extend(piece)
+        ids.extend(self.trailer)
         ids.extend(self.suffix)
         return Encoded(ids, tuple(lengths), tuple(len(p) for p in pieces))
 
@@ -292,7 +344,7 @@ class Encoder:
                 for c in extend:
                     need[c] = 0
                 avail = remaining
-            alloc = waterfill(need, max(0, avail), self.spec.shares)
+            alloc = waterfill(need, max(0, avail), self.shares)
             for c, p in enumerate(parts):
                 if p is not None and alloc[c] > 0:
                     kept[c].append(list(p[:alloc[c]]))

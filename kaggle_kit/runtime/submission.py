@@ -1,4 +1,5 @@
-"""Submission writers and validation (LMSYS probabilities, WSDM winners, generic classification).
+"""Submission writers and validation (LMSYS probabilities, WSDM winners, generic classification,
+and any shape a competition's own ``sample_submission.csv`` shows: :class:`SubmissionSpec`).
 
 Every writer validates before writing and writes atomically (temporary file in the target folder,
 then ``os.replace``), so a crashed or interrupted run never leaves half a submission behind.
@@ -14,6 +15,7 @@ import io
 import math
 import os
 import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -48,7 +50,159 @@ def normalize_probabilities(probs, multilabel: bool = False) -> np.ndarray:
     return p
 
 
-def submission_columns(style: str, label_names: Sequence[str]) -> list:
+@dataclass
+class SubmissionSpec:
+    """The shape of a submission: ``[id_column] + columns``, and how probabilities become cells.
+
+    Styles: ``lmsys`` / ``probs`` / ``multilabel`` (one probability column per class, by name),
+    ``wsdm`` / ``label`` (the most probable class's name), ``topk`` (the ``k`` most probable class
+    names joined by spaces, best first; ties keep class order), ``positive`` (the probability of
+    the ``positive`` class of a binary task). Saved in the manifest as ``task.submission``.
+    """
+
+    style: str
+    id_column: str = "id"
+    columns: list = field(default_factory=list)
+    k: int = 0
+    positive: str = ""
+    sample: str = ""
+
+    @property
+    def header(self) -> list:
+        return [self.id_column] + list(self.columns)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SubmissionSpec":
+        return cls(**{k: data[k] for k in ("style", "id_column", "columns", "k", "positive", "sample") if k in data})
+
+
+def as_spec(style, label_names: Sequence[str] = (), id_column: str = "id") -> SubmissionSpec:
+    """A :class:`SubmissionSpec` from a style name (lmsys | wsdm | label | probs | multilabel) or a spec."""
+    if isinstance(style, SubmissionSpec):
+        return style
+    if style == "lmsys":
+        return SubmissionSpec("lmsys", id_column, list(LMSYS_COLUMNS))
+    if style == "wsdm":
+        return SubmissionSpec("wsdm", id_column, ["winner"])
+    if style == "label":
+        return SubmissionSpec("label", id_column, ["label"])
+    if style in ("probs", "multilabel"):
+        return SubmissionSpec(style, id_column, [str(n) for n in label_names])
+    raise SubmissionError(f"unknown submission style {style!r}; use lmsys, wsdm, label, probs, multilabel, topk or positive")
+
+
+POSITIVE_NAMES = ("1", "True", "true", "yes", "Yes", "positive", "1.0")
+
+
+def positive_class(label_names: Sequence[str], wanted: str = "") -> str:
+    """The class whose probability a binary submission holds: ``wanted``, else a label among
+    1/True/yes/positive, else the last label."""
+    names = [str(n) for n in label_names]
+    if wanted:
+        if wanted not in names:
+            raise SubmissionError(f"submission.positive_label = {wanted!r} is not one of the labels {names}")
+        return wanted
+    return next((n for n in names if n in POSITIVE_NAMES), names[-1])
+
+
+def _is_number(cell) -> bool:
+    try:
+        return math.isfinite(float(cell))
+    except (TypeError, ValueError):
+        return False
+
+
+def spec_from_sample(path, label_names: Sequence[str], top_k: int = 0, positive_label: str = "", multilabel: bool = False) -> SubmissionSpec:
+    """Read a competition's sample submission and decide the shape of ours.
+
+    The first column is the id column. Several more columns must be the class names (any order):
+    one probability each. One more column: numbers → the positive class's probability (binary
+    tasks only); cells holding several labels separated by spaces → top-k (k = ``top_k`` or the
+    most labels a sample cell holds); otherwise one label per row (``top_k`` > 1 makes it top-k).
+    """
+    header, rows = read_table(path, what="sample submission")
+    names = [str(n) for n in label_names]
+    if len(header) < 2:
+        raise SubmissionError(f"{path}: the sample has columns {header}; expected an id column and at least one output column")
+    id_column, out = header[0].strip(), [h.strip() for h in header[1:]]
+    where = Path(path).name
+    if len(out) > 1:
+        missing = [n for n in names if n not in out]
+        extra = [c for c in out if c not in names]
+        if missing or extra:
+            raise SubmissionError(f"{path}: the sample's columns {out} are not the task's labels {names} "
+                                  f"(missing {missing}, unknown {extra}); train on the competition's labels (task.labels)")
+        style = "multilabel" if multilabel else ("lmsys" if out == LMSYS_COLUMNS else "probs")
+        return SubmissionSpec(style, id_column, out, sample=where)
+    cells = [r[1].strip() for r in rows if len(r) > 1]
+    if cells and all(_is_number(c) for c in cells) and top_k <= 1:
+        if len(names) != 2:
+            raise SubmissionError(f"{path}: the sample holds one number per row ({out[0]}), the probability of a binary "
+                                  f"task's positive class, but this task has {len(names)} labels {names[:6]}")
+        return SubmissionSpec("positive", id_column, out, positive=positive_class(names, positive_label), sample=where)
+    most = max((len(c.split()) for c in cells), default=1)
+    k = top_k or (most if most > 1 else 0)
+    if k > 1:
+        return SubmissionSpec("topk", id_column, out, k=min(k, len(names)), sample=where)
+    if not cells and len(names) == 2:  # an empty sample: a binary task writes its positive probability
+        return SubmissionSpec("positive", id_column, out, positive=positive_class(names, positive_label), sample=where)
+    return SubmissionSpec("label", id_column, out, k=1, sample=where)
+
+
+def default_spec(fmt: str, kind: str, label_names: Sequence[str], *, id_column: str = "id", metric: str = "",
+                 label_columns: Sequence[str] = (), label_join: str = "", top_k: int = 0, positive_label: str = "") -> SubmissionSpec:
+    """The shape a competition of this kind expects when no sample submission is given: LMSYS and
+    WSDM their own; a ``map@K`` task the top K labels in one column named after the label (e.g.
+    ``Category:Misconception``); a binary ``auc`` / ``average_precision`` task the positive class's
+    probability in its label column; otherwise one probability column per class."""
+    import re
+
+    if fmt in ("lmsys", "wsdm"):
+        return as_spec(fmt, label_names, id_column)
+    if kind == "multilabel":
+        return as_spec("multilabel", label_names, id_column)
+    column = (label_join or "_").join(label_columns) if label_columns else "label"
+    m = re.match(r"^map@([1-9][0-9]*)$", metric or "")
+    if m:
+        return SubmissionSpec("topk", id_column, [column], k=min(top_k or int(m.group(1)), len(label_names)))
+    if metric in ("auc", "average_precision") and len(label_names) == 2:
+        return SubmissionSpec("positive", id_column, [column], positive=positive_class(label_names, positive_label))
+    return as_spec("probs", label_names, id_column)
+
+
+def resolve_submission(task: dict, label_names: Sequence[str], fmt: str, data_path, sample=None) -> tuple:
+    """(spec, sample path or None, note) for predicting ``data_path`` with a run whose manifest task is ``task``.
+
+    The spec saved at training (``task.submission``, from ``[submission] sample``) wins over the
+    default for the format. A sample given here, or the sample named in the spec found beside the
+    test file (as Kaggle lays out a competition folder), re-decides the shape and is compared with
+    the written file afterwards.
+    """
+    saved = task.get("submission")
+    kind = task.get("kind", "classification")
+    if saved:
+        spec = SubmissionSpec.from_dict(saved)
+    else:
+        spec = default_spec(fmt, kind, label_names, id_column=task.get("id_column") or "id", metric=task.get("metric", ""),
+                            label_columns=task.get("label_columns") or (), label_join=task.get("label_join", ""))
+    note, sample_path = "", None
+    if sample:
+        sample_path = Path(sample)
+    elif spec.sample and data_path is not None and (Path(data_path).parent / spec.sample).is_file():
+        sample_path = Path(data_path).parent / spec.sample
+        note = f"submission: following the competition's sample {sample_path} found beside the test file (and comparing with it)"
+    if sample_path is not None:
+        spec = spec_from_sample(sample_path, label_names, top_k=spec.k if spec.style == "topk" else 0,
+                                positive_label=spec.positive, multilabel=kind == "multilabel")
+    return spec, sample_path, note
+
+
+def submission_columns(style, label_names: Sequence[str]) -> list:
+    if isinstance(style, SubmissionSpec):
+        return style.header
     if style == "lmsys":
         return ["id"] + LMSYS_COLUMNS
     if style == "wsdm":
@@ -72,10 +226,24 @@ def submission_rows(ids: Sequence, probs, style: str, label_names: Sequence[str]
 
     (header, rows of cells) for a submission; probabilities normalised, formatted with 10 digits."""
     ids = [str(i) for i in ids]
+    spec = style if isinstance(style, SubmissionSpec) else None
+    style = spec.style if spec else style
     p = normalize_probabilities(probs, multilabel=style == "multilabel")
     if len(ids) != len(p):
         raise SubmissionError(f"{len(ids)} ids but {len(p)} rows of probabilities; every test id needs one row")
-    header = submission_columns(style, label_names)
+    header = spec.header if spec else submission_columns(style, label_names)
+    names = [str(n) for n in label_names]
+    if spec and style in ("probs", "multilabel", "lmsys", "topk", "positive") and len(names) != p.shape[1]:
+        raise SubmissionError(f"{p.shape[1]} classes of probabilities but labels {names}")
+    if spec and style in ("probs", "multilabel", "lmsys"):
+        order = [names.index(c) for c in spec.columns]  # the sample's column order, by class name
+        return header, [[i] + [f"{v:.10f}" for v in r] for i, r in zip(ids, p[:, order])]
+    if style == "topk":
+        best = np.argsort(-p, axis=1, kind="stable")[:, : spec.k]  # ties keep class order
+        return header, [[i, " ".join(names[k] for k in row)] for i, row in zip(ids, best)]
+    if style == "positive":
+        pos = names.index(spec.positive)
+        return header, [[i, f"{v:.10f}"] for i, v in zip(ids, p[:, pos])]
     if style == "lmsys":
         if p.shape[1] != 3:
             raise SubmissionError(f"LMSYS submissions need 3 probabilities per row ({LMSYS_COLUMNS}), got {p.shape[1]}")
@@ -105,7 +273,9 @@ def validate_table(
     where: str = "submission",
 ) -> None:
     """Raise :class:`SubmissionError` for the first kind of problem found (with every offender counted)."""
-    want = submission_columns(style, label_names)
+    spec = style if isinstance(style, SubmissionSpec) else None
+    style = spec.style if spec else style
+    want = spec.header if spec else submission_columns(style, label_names)
     header = [h.strip() for h in header]
     if header != want:
         raise SubmissionError(f"{where}: columns {header} but expected {want} (in this order); rewrite the header")
@@ -138,6 +308,9 @@ def validate_table(
         if bad:
             raise SubmissionError(f"{where}: {len(bad)} row(s) with a label not in {names}, first: id {bad[0][0]} = {bad[0][1]!r}")
         return
+    if style == "topk":
+        _check_topk(rows, [str(n) for n in label_names], spec.k, want[1], where)
+        return
     values = np.full((len(rows), len(want) - 1), np.nan)
     unparsable = []
     for n, r in enumerate(rows):
@@ -157,7 +330,7 @@ def validate_table(
     if len(out):
         n = int(out[0])
         raise SubmissionError(f"{where}: {len(out)} row(s) with probabilities outside [0, 1], first: id {got[n]} {values[n].tolist()}")
-    if style == "multilabel":
+    if style in ("multilabel", "positive"):
         return
     sums = values.sum(axis=1)
     off = np.where(np.abs(sums - 1.0) > SUM_TOLERANCE)[0]
@@ -166,19 +339,57 @@ def validate_table(
         raise SubmissionError(f"{where}: {len(off)} row(s) whose probabilities do not sum to 1, first: id {got[n]} sums to {sums[n]:.6f}; normalise each row")
 
 
+def _check_topk(rows, names: list, k: int, column: str, where: str) -> None:
+    """Each cell: 1..k known labels separated by spaces, none repeated."""
+    known = set(names)
+    for r in rows:
+        labels = str(r[1]).split()
+        if not labels or len(labels) > k:
+            raise SubmissionError(f"{where}: id {r[0]} {column} = {r[1]!r} holds {len(labels)} labels; write 1 to {k} separated by spaces")
+        unknown = [x for x in labels if x not in known]
+        if unknown:
+            raise SubmissionError(f"{where}: id {r[0]} {column} = {r[1]!r}: {unknown} not among the task's labels")
+        if len(set(labels)) != len(labels):
+            raise SubmissionError(f"{where}: id {r[0]} {column} = {r[1]!r} repeats a label; each label once")
+
+
+def compare_with_sample(path, sample_path) -> dict:
+    """Check a written submission against the competition's sample: the same columns in the same
+    order, the same ids in the same order, and numbers where the sample has numbers. Returns
+    ``{"rows", "columns"}``; :class:`SubmissionError` names the first difference."""
+    header, rows = read_table(path)
+    s_header, s_rows = read_table(sample_path, what="sample submission")
+    header, s_header = [h.strip() for h in header], [h.strip() for h in s_header]
+    if header != s_header:
+        raise SubmissionError(f"{path}: columns {header} but the sample {sample_path} has {s_header} (same names, same order)")
+    ids, s_ids = [r[0].strip() for r in rows], [r[0].strip() for r in s_rows]
+    if ids != s_ids:
+        missing = [i for i in s_ids if i not in set(ids)]
+        extra = [i for i in ids if i not in set(s_ids)]
+        detail = f"missing {_few(missing)}, not in the sample {_few(extra)}" if missing or extra else "the same ids in another order"
+        raise SubmissionError(f"{path}: ids differ from the sample {sample_path}: {detail}; predict the test file the sample belongs to")
+    for k, col in enumerate(header[1:], 1):
+        numeric = bool(s_rows) and all(_is_number(r[k]) for r in s_rows if len(r) > k)
+        if numeric:
+            bad = [r for r in rows if len(r) <= k or not _is_number(r[k])]
+            if bad:
+                raise SubmissionError(f"{path}: {col} holds numbers in the sample but id {bad[0][0]} has {bad[0][k] if len(bad[0]) > k else ''!r}")
+    return {"rows": len(rows), "columns": header}
+
+
 def _few(items: list, k: int = 5) -> str:
     shown = ", ".join(repr(x) for x in items[:k])
     return shown + (f" … and {len(items) - k} more" if len(items) > k else "")
 
 
-def read_table(path) -> tuple:
-    """(header, rows) of a CSV submission."""
+def read_table(path, what: str = "submission") -> tuple:
+    """(header, rows) of a CSV submission; cells are the strings written ('NA' stays 'NA')."""
     path = Path(path)
     if not path.is_file():
-        raise SubmissionError(f"{path}: submission file not found")
-    text = path.read_text(encoding="utf-8")
+        raise SubmissionError(f"{path}: {what} file not found")
+    text = path.read_text(encoding="utf-8-sig")
     if not text.strip():
-        raise SubmissionError(f"{path}: the submission is empty; it needs a header and one row per test id")
+        raise SubmissionError(f"{path}: the {what} is empty; it needs a header and one row per test id")
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader)
     rows = [r for r in reader if r]
@@ -219,7 +430,8 @@ def write_submission(
     label_names: Sequence[str] = (),
     expected_ids: Optional[Sequence] = None,
 ) -> Path:
-    """Validate and atomically write a submission. ``style``: lmsys | wsdm | probs | label | multilabel."""
+    """Validate and atomically write a submission. ``style``: lmsys | wsdm | probs | label | multilabel,
+    or a :class:`SubmissionSpec` (any style, the id column and columns it names)."""
     header, rows = submission_rows(ids, probs, style, label_names)
     validate_table(header, rows, ids if expected_ids is None else expected_ids, style, label_names, where=str(path))
     buf = io.StringIO()

@@ -64,6 +64,7 @@ class Plan:
     output: Path
     partial: Path
     resume_from: Optional[str]
+    submission: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -148,8 +149,18 @@ def _strat_keys(rows, multilabel: bool) -> list:
     return [int(r.label) for r in rows]
 
 
-def metric_names(multilabel: bool) -> tuple:
-    return ("log_loss", "subset_accuracy", "accuracy", "macro_f1", "micro_f1") if multilabel else ("log_loss", "accuracy", "macro_f1", "micro_f1")
+def metric_names(multilabel: bool, num_labels: int = 3) -> tuple:
+    """Metrics a task of this shape reports (map@K: any K ≥ 1 for single-label tasks; auc and
+    average_precision for binary and multi-label tasks)."""
+    if multilabel:
+        return ("log_loss", "subset_accuracy", "accuracy", "macro_f1", "micro_f1", "auc", "average_precision")
+    names = ("log_loss", "accuracy", "macro_f1", "micro_f1", "map@K")
+    return names + (("auc", "average_precision") if num_labels == 2 else ())
+
+
+def metric_ok(name: str, multilabel: bool, num_labels: int) -> bool:
+    names = metric_names(multilabel, num_labels)
+    return name in names or ("map@K" in names and M.map_k(name) is not None)
 
 
 def plan_run(cfg, fold: Optional[int] = None, resume: bool = False, allow_kind_from_data: bool = False) -> Plan:
@@ -163,12 +174,9 @@ def plan_run(cfg, fold: Optional[int] = None, resume: bool = False, allow_kind_f
     kind_cfg = cfg.task.kind
     if kind_cfg == "sft":
         raise KitError("task.kind = 'sft' trains a causal LM: call kaggle_kit.sft.run_sft (kit train does so itself)")
-    ds = read_dataset(
-        cfg.data.train, cfg.data.format, label_names=list(cfg.task.labels) or None,
-        text_columns=tuple(cfg.data.text_columns), label_columns=tuple(cfg.data.label_columns),
-        id_column=cfg.data.id_column, skip_bad_rows=cfg.data.skip_bad_rows,
-        multilabel=(kind_cfg == "multilabel"), seed=cfg.data.seed, require_labels=True,
-    )
+    from kaggle_kit.dataspec import read_kwargs
+
+    ds = read_dataset(cfg.data.train, cfg.data.format, **read_kwargs(cfg, label_names=list(cfg.task.labels) or None, require_labels=True))
     if ds.kind == "instructions":
         raise KitError(f"{cfg.data.train}: instruction data (format {ds.format}) has no class labels; `kit train` trains classifiers")
     kind = ds.kind
@@ -190,8 +198,10 @@ def plan_run(cfg, fold: Optional[int] = None, resume: bool = False, allow_kind_f
         raise KitError(f"{cfg.data.train}: no labelled rows left to train on")
     # metric
     metric = cfg.train.metric_for_best or cfg.task.metric
-    if metric not in metric_names(multilabel):
-        raise KitError(f"train.metric_for_best = {metric!r} is not one of {metric_names(multilabel)}")
+    if not metric_ok(metric, multilabel, len(labels)):
+        raise KitError(f"train.metric_for_best / task.metric = {metric!r} does not fit this {len(labels)}-class "
+                       f"{'multi-label' if multilabel else 'single-label'} task; use one of {metric_names(multilabel, len(labels))}")
+    submission = _submission_spec(cfg, ds, kind, labels)
     # base model
     base, base_name = resolve_base(cfg, len(labels))
     base_config = check_base(base, len(labels), "model.path" if cfg.model.path else "model.name")
@@ -234,7 +244,43 @@ def plan_run(cfg, fold: Optional[int] = None, resume: bool = False, allow_kind_f
             raise KitError(f"--resume: no checkpoint under {ck}; the run saved none yet (checkpoints are written at each "
                            f"evaluation, train.eval_steps). Run again without --resume")
     return Plan(ds, kind, labels, multilabel, base if isinstance(base, Path) else base, base_name, base_config,
-                fold, n_folds, train_idx, val_idx, metric, output, partial, resume_from)
+                fold, n_folds, train_idx, val_idx, metric, output, partial, resume_from, submission)
+
+
+def _submission_spec(cfg, ds, kind: str, labels: list) -> dict:
+    """The submission shape saved in the manifest: from ``[submission] sample`` when set (checked
+    against the labels now, before weights load), else the default for the format and metric."""
+    from kaggle_kit.runtime.submission import default_spec, spec_from_sample
+
+    sub = cfg.submission
+    if sub.sample:
+        if not Path(sub.sample).is_file():
+            raise KitError(f"submission.sample = {sub.sample!r}: file not found; point it at the competition's sample_submission.csv")
+        spec = spec_from_sample(sub.sample, labels, top_k=sub.top_k, positive_label=sub.positive_label, multilabel=kind == "multilabel")
+    else:
+        spec = default_spec(ds.format, kind, labels, id_column=cfg.data.id_column, metric=cfg.task.metric,
+                            label_columns=list(cfg.data.label_columns), label_join=cfg.data.label_join,
+                            top_k=sub.top_k, positive_label=sub.positive_label)
+    if spec.id_column != cfg.data.id_column:
+        raise KitError(f"submission.sample {sub.sample}: its id column is {spec.id_column!r} but data.id_column = "
+                       f"{cfg.data.id_column!r}; set data.id_column = {spec.id_column!r}")
+    return spec.to_dict()
+
+
+def _identical_rows(encoder, rows: list, skip: bool, say: Callable) -> list:
+    """Report training rows whose A and B keep the same tokens after truncation; drop them when ``skip``."""
+    from kaggle_kit.runtime.identical import identical_report, summary_line
+
+    report = identical_report(encoder, rows, encoder.encode(rows), shown=3)
+    if not report["count"]:
+        return rows
+    say("data: " + summary_line(report))
+    if not skip:
+        return rows
+    drop = set(report["ids"])
+    say(f"data: skipped {len(drop)} identical-after-truncation row(s) (data.skip_identical_after_truncation): "
+        + ", ".join(list(map(str, report["ids"]))[:20]) + (" …" if len(drop) > 20 else ""))
+    return [r for r in rows if r.id not in drop]
 
 
 def choose_precision(name: str) -> str:
@@ -362,7 +408,7 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
     from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
     from kaggle_kit.runtime.modeling import load_base, load_tokenizer
-    from kaggle_kit.runtime.prompting import Encoder, PromptSpec
+    from kaggle_kit.runtime.prompting import Encoder
 
     from .data import PadCollator, build_examples
     from .model import attach_adapter, resolve_targets, trainable_summary
@@ -383,11 +429,14 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
 
     # tokenizer and examples (the inference encoder)
     tok = load_tokenizer(plan.base_path)
-    spec = PromptSpec(template=cfg.prompt.template, max_length=cfg.prompt.max_length, truncation=cfg.prompt.truncation,
-                      shares=list(cfg.prompt.shares), head_fraction=cfg.prompt.head_fraction)
+    from kaggle_kit.dataspec import prompt_spec
+
+    spec = prompt_spec(cfg, plan.kind)
     encoder = Encoder(tok, spec, plan.kind)
     rows = ds.rows
     train_rows = [rows[i] for i in plan.train_idx]
+    if plan.kind == "pairwise":
+        train_rows = _identical_rows(encoder, train_rows, cfg.data.skip_identical_after_truncation, say)
     val_rows = [rows[i] for i in plan.val_idx]
     swap = bool(cfg.train.swap_augment and plan.kind == "pairwise")
     train_ds = build_examples(train_rows, encoder, plan.labels, plan.multilabel, swap_augment=swap)
@@ -429,7 +478,7 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
     if eval_steps <= 0 and total_steps < steps_per_epoch:
         eval_steps = max(1, math.ceil(total_steps / 2))  # shorter than an epoch: evaluate mid-run and at the end
     strategy = "steps" if eval_steps > 0 else "epoch"
-    greater = M.GREATER_IS_BETTER[plan.metric]
+    greater = M.greater_is_better(plan.metric)
     args = TrainingArguments(
         output_dir=str(plan.partial / CHECKPOINTS),
         **train_section_args(cfg),
@@ -458,7 +507,7 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
 
     def compute(ev):
         logits = ev.predictions[0] if isinstance(ev.predictions, tuple) else ev.predictions
-        full = M.compute_metrics(logits, ev.label_ids, plan.multilabel, plan.labels)
+        full = M.compute_metrics(logits, ev.label_ids, plan.multilabel, plan.labels, extra=(plan.metric,))
         last_metrics.clear()
         last_metrics.update(full)
         return M.scalar_metrics(full)
@@ -481,7 +530,7 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
     # final predictions on the validation rows (best checkpoint loaded)
     pred = trainer.predict(val_sorted)
     logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-    final = M.compute_metrics(logits, pred.label_ids, plan.multilabel, plan.labels)
+    final = M.compute_metrics(logits, pred.label_ids, plan.multilabel, plan.labels, extra=(plan.metric,))
     state = trainer.state
     best_step = None
     if state.best_model_checkpoint:
@@ -516,6 +565,7 @@ def _write_run_folder(cfg, plan, pm, tok, spec, targets, quant, summary, logits,
     import numpy as np
 
     from kaggle_kit import __version__
+    from kaggle_kit.dataspec import text_columns
     from kaggle_kit.runtime.manifest import Manifest, config_sha256, library_versions
 
     from . import plots
@@ -552,7 +602,8 @@ def _write_run_folder(cfg, plan, pm, tok, spec, targets, quant, summary, logits,
     Manifest(
         task={"kind": plan.kind, "labels": list(plan.labels), "metric": cfg.task.metric, "metric_for_best": plan.metric,
               "format": plan.dataset.format, "problem_type": "multi_label_classification" if plan.multilabel else "single_label_classification",
-              "text_columns": list(cfg.data.text_columns), "label_columns": list(cfg.data.label_columns), "id_column": cfg.data.id_column},
+              "text_columns": list(text_columns(cfg)), "label_columns": list(cfg.data.label_columns),
+              "label_join": cfg.data.label_join, "id_column": cfg.data.id_column, "submission": plan.submission},
         prompt=spec.to_dict(),
         base_model={"name": plan.base_name, "path": str(Path(base_path).resolve()) if isinstance(base_path, Path) else "",
                     "hub_id": "" if isinstance(base_path, Path) else str(base_path),
