@@ -63,7 +63,7 @@ def column_rows(preset: str, rows: int, seed: int = 0) -> list:
     rng = random.Random(seed)
     out = []
     for i in range(rows):
-        rid = 100_000 + i if preset == "misconceptions" else 2_000 + i
+        rid = (100_000 if preset == "misconceptions" else 2_000) + 10_000 * seed + i  # other seeds, other ids
         if preset == "misconceptions":
             (category, misconception), keyword = MISCONCEPTIONS[rng.randrange(len(MISCONCEPTIONS))]
             q = rng.randrange(len(QUESTIONS))

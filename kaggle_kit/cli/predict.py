@@ -77,7 +77,7 @@ def predict(adapter, data, out, base, budget_minutes, tta, batch_tokens, max_bat
                f"({result.rows_per_second:.1f} rows/s after {result.load_seconds:.1f}s loading; padding {result.padding_share:.1%}; "
                f"truncated {result.truncated_rows}; TTA {result.tta_rows}; fallback {result.fallback_rows})")
     if result.sample:
-        click.echo(f"matches the sample {result.sample}")
+        click.echo(f"checked against the sample {result.sample} (the log says what was compared)")
     if result.metrics:
         metric = next(iter(k for k in result.metrics if k == (_manifest_metric(adapter) or "")), None) or "log_loss"
         click.echo(f"{metric} {result.metrics.get(metric, float('nan')):.4f} on {data} (all: "

@@ -672,8 +672,12 @@ def predict_file(
     )
     write_submission(out_path, ids, probs, spec, manifest.labels, expected_ids=ids)
     if sample_path is not None:
-        compare_with_sample(out_path, sample_path)
-        log(f"{out_path} matches the sample {sample_path}: columns {spec.header}, the same ids")
+        same = compare_with_sample(out_path, sample_path, ids_if_shared=sample is None)
+        if same["ids_compared"]:
+            log(f"{out_path} matches the sample {sample_path}: columns {spec.header}, the same ids")
+        else:
+            decide(f"{out_path} has the columns of the sample {sample_path}; ids not compared: the sample found beside "
+                   f"{data_path} shares none of its ids (it belongs to another file; pass --sample to compare strictly)")
     seconds = time.monotonic() - t0
     log(f"wrote {out_path}: {len(ids)} rows in {seconds:.1f}s ({rep.tokens:,} tokens, padding {rep.padding_share:.1%})")
     scores = _score_labelled(ds, probs, manifest, out_path, log) if ds.has_labels else {}

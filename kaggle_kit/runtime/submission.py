@@ -353,17 +353,21 @@ def _check_topk(rows, names: list, k: int, column: str, where: str) -> None:
             raise SubmissionError(f"{where}: id {r[0]} {column} = {r[1]!r} repeats a label; each label once")
 
 
-def compare_with_sample(path, sample_path) -> dict:
+def compare_with_sample(path, sample_path, ids_if_shared: bool = False) -> dict:
     """Check a written submission against the competition's sample: the same columns in the same
     order, the same ids in the same order, and numbers where the sample has numbers. Returns
-    ``{"rows", "columns"}``; :class:`SubmissionError` names the first difference."""
+    ``{"rows", "columns", "ids_compared"}``; :class:`SubmissionError` names the first difference.
+
+    ``ids_if_shared``: compare the ids only when the two files share at least one (a sample found
+    beside a labelled validation file belongs to the test file, not to it)."""
     header, rows = read_table(path)
     s_header, s_rows = read_table(sample_path, what="sample submission")
     header, s_header = [h.strip() for h in header], [h.strip() for h in s_header]
     if header != s_header:
         raise SubmissionError(f"{path}: columns {header} but the sample {sample_path} has {s_header} (same names, same order)")
     ids, s_ids = [r[0].strip() for r in rows], [r[0].strip() for r in s_rows]
-    if ids != s_ids:
+    compare_ids = not ids_if_shared or bool(set(ids) & set(s_ids))
+    if compare_ids and ids != s_ids:
         missing = [i for i in s_ids if i not in set(ids)]
         extra = [i for i in ids if i not in set(s_ids)]
         detail = f"missing {_few(missing)}, not in the sample {_few(extra)}" if missing or extra else "the same ids in another order"
@@ -374,7 +378,7 @@ def compare_with_sample(path, sample_path) -> dict:
             bad = [r for r in rows if len(r) <= k or not _is_number(r[k])]
             if bad:
                 raise SubmissionError(f"{path}: {col} holds numbers in the sample but id {bad[0][0]} has {bad[0][k] if len(bad[0]) > k else ''!r}")
-    return {"rows": len(rows), "columns": header}
+    return {"rows": len(rows), "columns": header, "ids_compared": compare_ids}
 
 
 def _few(items: list, k: int = 5) -> str:
