@@ -201,7 +201,9 @@ def plan_run(cfg, fold: Optional[int] = None, resume: bool = False, allow_kind_f
     if not metric_ok(metric, multilabel, len(labels)):
         raise KitError(f"train.metric_for_best / task.metric = {metric!r} does not fit this {len(labels)}-class "
                        f"{'multi-label' if multilabel else 'single-label'} task; use one of {metric_names(multilabel, len(labels))}")
-    submission = _submission_spec(cfg, ds, kind, labels)
+    from .task import submission_spec
+
+    submission = submission_spec(cfg, ds, kind, labels)
     # base model
     base, base_name = resolve_base(cfg, len(labels))
     base_config = check_base(base, len(labels), "model.path" if cfg.model.path else "model.name")
@@ -247,40 +249,6 @@ def plan_run(cfg, fold: Optional[int] = None, resume: bool = False, allow_kind_f
                 fold, n_folds, train_idx, val_idx, metric, output, partial, resume_from, submission)
 
 
-def _submission_spec(cfg, ds, kind: str, labels: list) -> dict:
-    """The submission shape saved in the manifest: from ``[submission] sample`` when set (checked
-    against the labels now, before weights load), else the default for the format and metric."""
-    from kaggle_kit.runtime.submission import default_spec, spec_from_sample
-
-    sub = cfg.submission
-    if sub.sample:
-        if not Path(sub.sample).is_file():
-            raise KitError(f"submission.sample = {sub.sample!r}: file not found; point it at the competition's sample_submission.csv")
-        spec = spec_from_sample(sub.sample, labels, top_k=sub.top_k, positive_label=sub.positive_label, multilabel=kind == "multilabel")
-    else:
-        spec = default_spec(ds.format, kind, labels, id_column=cfg.data.id_column, metric=cfg.task.metric,
-                            label_columns=list(cfg.data.label_columns), label_join=cfg.data.label_join,
-                            top_k=sub.top_k, positive_label=sub.positive_label)
-    if spec.id_column != cfg.data.id_column:
-        raise KitError(f"submission.sample {sub.sample}: its id column is {spec.id_column!r} but data.id_column = "
-                       f"{cfg.data.id_column!r}; set data.id_column = {spec.id_column!r}")
-    return spec.to_dict()
-
-
-def _identical_rows(encoder, rows: list, skip: bool, say: Callable) -> list:
-    """Report training rows whose A and B keep the same tokens after truncation; drop them when ``skip``."""
-    from kaggle_kit.runtime.identical import identical_report, summary_line
-
-    report = identical_report(encoder, rows, encoder.encode(rows), shown=3)
-    if not report["count"]:
-        return rows
-    say("data: " + summary_line(report))
-    if not skip:
-        return rows
-    drop = set(report["ids"])
-    say(f"data: skipped {len(drop)} identical-after-truncation row(s) (data.skip_identical_after_truncation): "
-        + ", ".join(list(map(str, report["ids"]))[:20]) + (" …" if len(drop) > 20 else ""))
-    return [r for r in rows if r.id not in drop]
 
 
 def choose_precision(name: str) -> str:
@@ -436,7 +404,9 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
     rows = ds.rows
     train_rows = [rows[i] for i in plan.train_idx]
     if plan.kind == "pairwise":
-        train_rows = _identical_rows(encoder, train_rows, cfg.data.skip_identical_after_truncation, say)
+        from .task import identical_training_rows
+
+        train_rows = identical_training_rows(encoder, train_rows, cfg.data.skip_identical_after_truncation, say)
     val_rows = [rows[i] for i in plan.val_idx]
     swap = bool(cfg.train.swap_augment and plan.kind == "pairwise")
     train_ds = build_examples(train_rows, encoder, plan.labels, plan.multilabel, swap_augment=swap)
