@@ -194,7 +194,17 @@ field_values = st.lists(texts, min_size=3, max_size=3)
 def test_template_properties_tiny_bpe(values, max_length, truncation, shares, head_fraction):
     """Token-exact and within max_length (specials included), each field keeps a floor while budget remains,
     and an untruncated row is exactly literal + field tokens in template order."""
-    tok = tiny_tokenizer()
+    _check_template(tiny_tokenizer(), values, max_length, truncation, shares, head_fraction)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=field_values, max_length=st.integers(40, 300), truncation=st.sampled_from(TRUNCATIONS))
+def test_template_properties_minilm(values, max_length, truncation):
+    """The same with a BERT tokenizer: [CLS] before, [SEP] after the template's trailer."""
+    _check_template(minilm_tokenizer(), values, max_length, truncation, {"StudentExplanation": 2}, 0.5)
+
+
+def _check_template(tok, values, max_length, truncation, shares, head_fraction):
     spec = PromptSpec(max_length=max_length, truncation=truncation, head_fraction=head_fraction, text_template=TEMPLATE,
                       field_shares=shares)
     enc = Encoder(tok, spec, "classification")
