@@ -58,6 +58,8 @@ class ConfigError(ValueError):
 class KaggleConfig:
     username: str = _f("", "Kaggle user name; empty = from KAGGLE_USERNAME or the kaggle credentials.")
     competition: str = _f("", "Competition slug, e.g. 'llm-classification-finetuning'.")
+    extra_machine_shapes: list = _f([], "Accelerator names (machine_shape) Kaggle added after this kit's list; "
+                                        "`kit validate` accepts them as they are.")
 
 
 @dataclass
@@ -176,7 +178,8 @@ class KernelConfig:
     slug: str = _f("", "Kernel slug; empty = '<competition>-<name>'.")
     title: str = _f("", "Kernel title; empty = the slug. Kaggle derives the id from it.")
     template: str = _f("inference", "Notebook source in notebooks_src/ (without .py).")
-    accelerator: str = _f("NvidiaTeslaT4", "Kaggle accelerator (machine_shape).")
+    accelerator: str = _f("NvidiaTeslaT4", "Kaggle accelerator (machine_shape): NvidiaTeslaT4 = GPU T4 x2, "
+                                           "TpuV5E8 = TPU v5e-8, '' = CPU; new names: kaggle.extra_machine_shapes.")
     enable_gpu: bool = _f(True, "Run on a GPU.")
     enable_internet: bool = _f(False, "Internet access (must be off for competition submissions).")
     is_private: bool = _f(True, "Private kernel.")
