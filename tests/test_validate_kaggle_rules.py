@@ -192,3 +192,27 @@ SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "cases"
 def test_shared_cases_get_the_right_verdict(case, expect, outside):
     code, out = run_kit("validate", str(SHARED / case / "kernel"))
     assert code == 1 and expect in out, out
+
+
+@pytest.mark.parametrize("name, meta, expect", [
+    ("dataset-metadata.json", {"id": "someone/INSERT_SLUG_HERE", "title": "INSERT_TITLE_HERE", "licenses": [{"name": "CC0-1.0"}]},
+     "is the placeholder `kaggle ... init` writes"),
+    ("dataset-metadata.json", {"id": "someone/wheels-set", "title": "wheels-set", "licenses": [{"name": "CC0-1.0"}], "keywords": "llm"},
+     "keywords must be a list"),
+    ("model-metadata.json", {"ownerSlug": "someone", "slug": "gemma-adapter", "title": "gemma-adapter", "isPrivate": "true",
+                             "description": "card"}, "isPrivate = 'true' must be a JSON boolean"),
+    ("model-metadata.json", {"ownerSlug": "someone", "slug": "gemma-adapter", "title": "gemma-adapter", "isPrivate": True,
+                             "description": "card", "publishTime": "29/11/2026"}, "publishTime = '29/11/2026' must be a date"),
+    ("model-instance-metadata.json", {"ownerSlug": "someone", "modelSlug": "gemma-adapter", "instanceSlug": "INSERT_INSTANCE_SLUG_HERE",
+                                      "framework": "transformers", "licenseName": "Apache 2.0"}, "placeholder"),
+    ("model-instance-metadata.json", {"ownerSlug": "someone", "modelSlug": "gemma-adapter", "instanceSlug": "lora",
+                                      "framework": "transformers", "licenseName": "Apache 2.0", "fineTunable": "false"},
+     "fineTunable = 'false' must be a JSON boolean"),
+])
+def test_dataset_model_and_instance_metadata_follow_the_client(tmp_path, name, meta, expect):
+    """Strings where the client wants real booleans (model isPrivate, fineTunable: it raises), the
+    `init` placeholders it refuses, and the formats it parses."""
+    path = tmp_path / name
+    path.write_text(json.dumps(meta))
+    problems = vd.check_metadata_file(path)
+    assert any(expect in p for p in problems), problems
