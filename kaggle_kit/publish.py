@@ -16,12 +16,9 @@ number of times (``KIT_RETRIES``, default 4; first delay ``KIT_RETRY_DELAY`` sec
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import io
-import json
 import os
 import shutil
-import stat
 import sys
 import time
 from dataclasses import dataclass, field

@@ -110,6 +110,32 @@ def test_build_wheels_names_the_pip_upgrade(monkeypatch):
     assert wheels.check_pip("23.3") == "23.3" and wheels.check_pip("26.0.1") == "26.0.1"
 
 
+def _bundled_pip() -> str:
+    import ensurepip
+
+    return ensurepip.version()
+
+
+@pytest.mark.skipif(not _bundled_pip() or tuple(int(x) for x in _bundled_pip().split(".")[:2]) >= (23, 3),
+                    reason="this Python bundles pip >= 23.3")
+def test_build_wheels_in_a_plain_venv_with_its_bundled_old_pip(built_wheel, tmp_path):
+    """The reported set-up: `python3.11 -m venv` (pip 23.2.1 from ensurepip, offline) + the kit."""
+    venv = tmp_path / "venv"
+    code, out = _run([sys.executable, "-m", "venv", venv], cwd=tmp_path)  # with the bundled pip
+    assert code == 0, out
+    py = venv / "bin" / "python"
+    site = Path(subprocess.check_output([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
+    (site / "_kit_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    code, out = _run([py, "-m", "pip", "install", "--no-deps", "--no-index", built_wheel], cwd=tmp_path)
+    assert code == 0, out[-2000:]
+    code, out = _run([py, "-c", "import pip; print(pip.__version__)"], cwd=tmp_path)
+    assert out.strip() == _bundled_pip()
+    code, out = _run([venv / "bin" / "kit", "build-wheels", "--dry-run", "--quiet"], cwd=tmp_path)
+    assert code == 2, out
+    assert f"pip {_bundled_pip()}" in out and f"{py} -m pip install --upgrade 'pip>=23.3'" in out, out
+    assert "Can not use any platform or abi specific options" not in out and "Traceback" not in out
+
+
 def test_pyproject_uses_the_spdx_licence_and_declares_pip():
     import tomllib  # noqa: F401 (python >= 3.11 here)
 
