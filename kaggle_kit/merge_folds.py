@@ -130,10 +130,11 @@ def average_folds(parent, out_dir, *, score: bool = True, log: Callable = print,
     data["metrics"] = {}
     log(f"averaged {len(tensors)} tensors over {len(folds)} folds ({', '.join(f.name for f in folds)}) into {out_dir}")
     result = AverageResult(out_dir, folds, len(tensors))
+    Manifest(**data).save(out_dir)  # a loadable run folder from here on
     if score:
         _score(result, folds, manifest, base_path, log)
         data["metrics"] = {"averaged_oof": result.averaged_oof, "fold_ensemble_oof": result.fold_ensemble_oof, "metric": result.metric, "rows": result.rows}
-    Manifest(**data).save(out_dir)
+        Manifest(**data).save(out_dir)
     return result
 
 

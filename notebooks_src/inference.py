@@ -57,6 +57,7 @@ RESULT = predict_ensemble_file(
     list(MEMBERS.values()),
     TEST_FILE,
     SUBMISSION,
+    names=list(MEMBERS),
     weights=WEIGHTS,
     combine_method={{ ensemble.combine | json }},
     bases=BASE_DIRS,

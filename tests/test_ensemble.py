@@ -197,3 +197,58 @@ def test_cli_predict_two_adapters_matches_library_and_reads_ensemble_config(untr
     assert r.exit_code == 0, r.output
     assert "reused saved part" in r.output
     assert (tmp_path / "cfg.csv").read_bytes() == (tmp_path / "cli.csv").read_bytes()
+
+
+ENSEMBLE_PROJECT = """\
+[kaggle]
+username = "kit-demo"
+competition = "llm-classification-finetuning"
+[data]
+test = "/kaggle/input/llm-classification-finetuning/test.csv"
+format = "lmsys"
+[kernels.inference]
+template = "inference"
+instances = ["base", "a", "b"]
+[instances.base]
+model_slug = "tiny-base"
+kind = "base"
+version = "1"
+[instances.a]
+model_slug = "tiny-a"
+kind = "adapter"
+source = "runs/a/fold-0"
+version = "1"
+[instances.b]
+model_slug = "tiny-b"
+kind = "adapter"
+source = "runs/b-avg"
+version = "2"
+"""
+
+
+def test_render_ensemble_notebook_maps_weights_to_instances(tmp_path):
+    from kaggle_kit.config import load_config
+    from kaggle_kit.errors import KitError
+    from kaggle_kit.render import render_kernel
+
+    def render(extra: str) -> str:
+        (tmp_path / "kit.toml").write_text(ENSEMBLE_PROJECT + extra, encoding="utf-8")
+        nb = json.loads(render_kernel(load_config(tmp_path / "kit.toml", required=True), "inference", tmp_path).notebook_path.read_text())
+        return "\n".join("".join(c["source"]) for c in nb["cells"])
+
+    # members named by the --all-folds parent of an instance's source, and by the source itself, in another order
+    src = render('[ensemble]\nmembers = ["runs/b-avg", "runs/a"]\nweights = [0.25, 0.75]\ncombine = "logit_mean"\n')
+    assert "WEIGHTS = [0.75, 0.25]" in src and "combine_method=\"logit_mean\"" in src
+    assert '"b": kaggle_env.require_input("b", ["input/models/kit-demo/tiny-b/transformers/b/2"' in src
+    assert "RESULT = predict_ensemble_file(" in src and "RESULT = predict_file(" not in src and "BASE_DIRS = [kaggle_env.require_input(\"base\"" in src
+    assert "WEIGHTS = [0.5, 0.5]" in render("")  # no [ensemble]: equal weights
+    with pytest.raises(KitError, match="3 weight"):
+        render('[ensemble]\nmembers = ["x", "y", "z"]\nweights = [1.0, 1.0, 1.0]\n')
+
+
+def test_bench_ensemble_same_predictions_one_tokenization(kit_cache):
+    from kaggle_kit.benchmarks.infer import run_ensemble_bench
+
+    r = run_ensemble_bench(members=2, rows=6, max_length=96, rounds=1)
+    assert r["max_abs_prob_diff"] <= 1e-6
+    assert r["tokenizations_independent"] == 2 and r["tokenizations_ensemble"] == 1

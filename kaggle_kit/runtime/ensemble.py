@@ -132,27 +132,24 @@ def check_members(members: Sequence[EnsembleMember]) -> None:
                                 f"{first.manifest.labels}; members must share the label order (retrain it, or leave it out)")
 
 
-def expand_members(paths: Sequence, weights: Sequence[float]) -> list:
+def expand_members(paths: Sequence, weights: Sequence[float], names: Optional[Sequence[str]] = None) -> list:
     """[(name, folder, weight)]: a run folder is one member; an `--all-folds` parent (fold-*/ folders with a
-    kit_manifest.json, none of its own) becomes one member per fold, sharing the parent's weight equally."""
+    kit_manifest.json, none of its own) becomes one member per fold, sharing the parent's weight equally.
+    Names: ``names`` (one per path; a parent's folds become NAME/fold-K), else folder names made unique."""
     out = []
-    for p, w in zip(paths, weights):
+    for n, (p, w) in enumerate(zip(paths, weights)):
         p = Path(p)
+        given = names[n] if names else None
         if (p / MANIFEST_NAME).is_file() or not p.is_dir():
-            out.append((p, w))
+            out.append((given or p.name, p, w))
             continue
         folds = sorted(f for f in p.glob("fold-*") if (f / MANIFEST_NAME).is_file())
         if not folds:
             raise FileNotFoundError(f"{p}: no {MANIFEST_NAME} and no fold-*/ run folders; pass a run folder from `kit train` "
                                     f"or the --all-folds parent holding fold-0, fold-1, …")
-        out += [(f, w / len(folds)) for f in folds]
-    names = [f.name for f, _ in out]
-    result = []
-    for (f, w), name in zip(out, names):
-        if names.count(name) > 1:
-            name = f"{f.parent.name}/{f.name}"
-        result.append((name, f, w))
-    return result
+        out += [(f"{given or p.name}/{f.name}", f, w / len(folds)) for f in folds]
+    short = [name for name, _, _ in out]
+    return [((f"{f.parent.name}/{f.name}" if short.count(name) > 1 else name), f, w) for name, f, w in out]
 
 
 def file_sha256(path, chunk: int = 1 << 20) -> str:
@@ -519,14 +516,14 @@ class EnsembleResult:
 
 
 def file_members(adapters: Sequence, weights, data_sha: str, *, base_path=None, bases: Sequence = (), devices=(),
-                 quantization=None, tta=None, log: Optional[Callable] = None) -> list:
+                 quantization=None, tta=None, log: Optional[Callable] = None, names: Optional[Sequence[str]] = None) -> list:
     """EnsembleMembers for run folders (an --all-folds parent expands into its folds), keys and loaders included."""
     from .infer import load_replicas
     from .manifest import Manifest
 
     w = parse_weights(weights, len(adapters), [str(a) for a in adapters])
     members = []
-    for name, folder, weight in expand_members(adapters, w):
+    for name, folder, weight in expand_members(adapters, w, names):
         manifest = Manifest.load(folder)
         base = pick_base(name, folder, manifest, base_path, bases)
         tok_dir = folder if (Path(folder) / "tokenizer_config.json").is_file() or base is None else base
@@ -544,10 +541,12 @@ def file_members(adapters: Sequence, weights, data_sha: str, *, base_path=None, 
 
 def predict_ensemble_file(adapters: Sequence, data_path, out_path, *, weights=None, combine_method: str = "mean", base_path=None,
                           bases: Sequence = (), parts_dir=None, tta=None, budget_minutes=None, batch_tokens=None,
-                          max_batch_rows=None, devices=None, quantization=None, log: Callable = print, progress: bool = True) -> EnsembleResult:
+                          max_batch_rows=None, devices=None, quantization=None, log: Callable = print, progress: bool = True,
+                          names: Optional[Sequence[str]] = None) -> EnsembleResult:
     """Predict ``data_path`` with every member (run folders; an --all-folds parent counts as its folds) and write
     the weighted combination as a validated submission. ``parts_dir``: each member's predictions are saved
-    there as it finishes and reused by a rerun (default: a ``parts`` folder beside ``out_path``)."""
+    there as it finishes and reused by a rerun (default: a ``parts`` folder beside ``out_path``). ``names``: one
+    per adapter (default: folder names)."""
     from .infer import parse_devices, read_test_data, submission_style
     from .manifest import check_compatible
     from .submission import write_submission
@@ -564,7 +563,7 @@ def predict_ensemble_file(adapters: Sequence, data_path, out_path, *, weights=No
         raise EnsembleError("no ensemble members: pass --adapter (repeatable) or set [ensemble] members in kit.toml")
     devs = parse_devices(devices)
     members = file_members(adapters, weights, file_sha256(data_path), base_path=base_path, bases=bases, devices=devs,
-                           quantization=quantization, tta=tta, log=decide)
+                           quantization=quantization, tta=tta, log=decide, names=names)
     check_members(members)
     ds = read_test_data(members[0].manifest, data_path, decide)
     labels = ds.label_names or None
