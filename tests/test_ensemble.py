@@ -252,3 +252,26 @@ def test_bench_ensemble_same_predictions_one_tokenization(kit_cache):
     r = run_ensemble_bench(members=2, rows=6, max_length=96, rounds=1)
     assert r["max_abs_prob_diff"] <= 1e-6
     assert r["tokenizations_independent"] == 2 and r["tokenizations_ensemble"] == 1
+
+
+def test_all_folds_parent_is_one_member_per_fold(untrained_adapter, small_test, tmp_path, monkeypatch):
+    from kaggle_kit.cli import main
+    from kaggle_kit.runtime.ensemble import expand_members
+    from kaggle_kit.runtime.infer import predict_file
+
+    monkeypatch.chdir(tmp_path)  # no kit.toml: the defaults (the repository's kit.toml sets TTA)
+    parent = tmp_path / "runs"
+    for k in range(2):
+        shutil.copytree(untrained_adapter, parent / f"fold-{k}")
+    assert [(n, w) for n, _, w in expand_members([parent, untrained_adapter], [0.6, 0.4])] == [
+        ("runs/fold-0", 0.3), ("runs/fold-1", 0.3), ("run", 0.4)]
+    r = CliRunner().invoke(main, ["predict", "--adapter", str(parent), "--data", str(small_test), "--out", str(tmp_path / "s.csv"),
+                                  "--no-progress", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [m["name"] for m in json.loads(r.stdout)["members"]] == ["runs/fold-0", "runs/fold-1"]
+    single = predict_file(untrained_adapter, small_test, tmp_path / "one.csv", log=None, progress=False)
+    with (tmp_path / "s.csv").open(newline="") as fh:
+        got = np.array([[float(x) for x in row[1:]] for row in list(csv.reader(fh))[1:]])
+    np.testing.assert_allclose(got, single.probabilities, atol=1e-6)  # identical folds average to the adapter
+    r = CliRunner().invoke(main, ["predict", "--adapter", str(tmp_path), "--data", str(small_test), "--out", str(tmp_path / "x.csv")])
+    assert r.exit_code == 2 and "Error:" in r.output and "Traceback" not in r.output
