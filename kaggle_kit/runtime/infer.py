@@ -395,8 +395,9 @@ def _predict_rows(model, tokenizer, manifest, rows, *, tta, batch_tokens, max_ba
         return probs
 
     enc = _Encoding(tokenizer, spec, "pairwise" if kind == "pairwise" else "classification", list(rows), permutation)
-    if encoded is None or len(encoded) != n:
-        encoded = enc.encode(range(n), max_length)
+    if encoded is not None and len(encoded) != n:
+        raise ValueError(f"encoded holds {len(encoded)} rows but there are {n} rows to predict; pass one Encoder output per row")
+    encoded = enc.encode(range(n), max_length) if encoded is None else encoded
     ids = [e.input_ids for e in encoded]
     truncated = [i for i, e in enumerate(encoded) if e.truncated]
     rep.truncated_rows = len(truncated)
