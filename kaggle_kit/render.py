@@ -427,7 +427,7 @@ def ensemble_context(cfg: KitConfig, name: str, inputs: dict) -> Optional[dict]:
     members, weights = [str(m) for m in ens.members], list(ens.weights)
 
     def weight_of(inst: str):
-        source = cfg.instances[inst].source or ""
+        source = cfg.instances[inst].source or cfg.train.output or ""  # as publishing resolves it (metadata.instance_source)
         for m, w in zip(members, weights):
             if m == inst or _same_path(m, source) or (source and _same_path(m, str(Path(source).parent))):
                 return float(w)
