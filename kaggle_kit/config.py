@@ -183,6 +183,14 @@ class InferenceConfig:
 
 
 @dataclass
+class EnsembleConfig:
+    members: list = _f([], "Run folders predicted together by `kit predict` (an --all-folds parent counts as its folds, sharing its weight); `kit blend --write-config` fills it. Empty = one adapter.")
+    weights: list = _f([], "One weight per member (normalised to sum to 1); empty = equal. `kit blend` fits them on out-of-fold predictions.")
+    combine: str = _f("mean", "How member probabilities combine: weighted mean, or weighted mean of log-probabilities (logits for multi-label) renormalised.", ("mean", "logit_mean"))
+    parts: str = _f("", "Folder where each member's predictions are saved as it finishes (a rerun skips finished members); empty = 'parts' beside the submission (/kaggle/working/parts in the notebook).")
+
+
+@dataclass
 class WheelsConfig:
     target: str = _f("kaggle-gpu-2026", "Target Kaggle runtime profile, or a path to a `pip freeze` taken in a Kaggle notebook.")
     out: str = _f("wheels", "Folder the wheel set is written to.")
@@ -232,6 +240,7 @@ class KitConfig:
     peft: PeftConfig = field(default_factory=PeftConfig, metadata={"help": "Adapter (PEFT) settings."})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Training."})
     inference: InferenceConfig = field(default_factory=InferenceConfig, metadata={"help": "Batched inference."})
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig, metadata={"help": "Several adapters in one prediction (kit predict, the inference notebook)."})
     wheels: WheelsConfig = field(default_factory=WheelsConfig, metadata={"help": "Offline wheel dataset."})
     kernels: dict = field(default_factory=dict, metadata={"help": "Kaggle kernels by name.", "item": KernelConfig})
     instances: dict = field(default_factory=dict, metadata={"help": "Kaggle model instances by name.", "item": InstanceConfig})
@@ -408,6 +417,11 @@ def _cross_checks(cfg: KitConfig) -> list[str]:
                 raise ValueError
         except ValueError:
             problems.append(f"'inference.tta' = {tta!r}: the fraction must be in (0, 1], e.g. uncertain:0.3")
+    ens = cfg.ensemble
+    if ens.weights and ens.members and len(ens.weights) != len(ens.members):
+        problems.append(f"'ensemble.weights' has {len(ens.weights)} value(s) for {len(ens.members)} member(s); give one weight per member, in order")
+    if any(not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0 for w in ens.weights) or (ens.weights and sum(ens.weights) <= 0):
+        problems.append(f"'ensemble.weights' = {ens.weights!r} must be non-negative numbers with a positive sum, e.g. [0.6, 0.4]")
     for name, inst in cfg.instances.items():
         if not isinstance(inst, InstanceConfig):
             continue

@@ -361,6 +361,7 @@ def build(cfg: KitConfig, name: str, root=".", resolve=None) -> dict:
         "quantization": inf.quantization or None,
     }
     context = {
+        "ensemble": ensemble_context(cfg, name, inputs),
         "name": name,
         "title": metadata.get("title") or name,
         "kernel_id": metadata.get("id", ""),
@@ -404,6 +405,50 @@ def build(cfg: KitConfig, name: str, root=".", resolve=None) -> dict:
         "metadata_text": json.dumps(metadata, indent=2, ensure_ascii=False) + "\n",
         "inputs": inputs,
         "embedded": context["embedded_files"],
+    }
+
+
+def _same_path(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def ensemble_context(cfg: KitConfig, name: str, inputs: dict) -> Optional[dict]:
+    """The ensemble a kernel runs when it mounts several adapter instances, else None.
+
+    {members: [{role, instance, spec, weight}], bases: [base roles], combine}. A member's weight comes from
+    [ensemble]: the weight of the member that names the instance, its source folder, or that folder's
+    --all-folds parent; else, with as many weights as adapters, by order; else equal weights.
+    """
+    roles = {spec["key"].split(".", 1)[1]: role for role, spec in inputs.items() if spec.get("key", "").startswith("instances.")}
+    adapters = [i for i in cfg.kernels[name].instances if cfg.instances[i].kind == "adapter" and i in roles]
+    if len(adapters) < 2:
+        return None
+    ens = cfg.ensemble
+    members, weights = [str(m) for m in ens.members], list(ens.weights)
+
+    def weight_of(inst: str):
+        source = cfg.instances[inst].source or cfg.train.output or ""  # as publishing resolves it (metadata.instance_source)
+        for m, w in zip(members, weights):
+            if m == inst or _same_path(m, source) or (source and _same_path(m, str(Path(source).parent))):
+                return float(w)
+        return None
+
+    found = [weight_of(i) for i in adapters]
+    if weights and all(w is not None for w in found):
+        chosen = found
+    elif weights and len(weights) == len(adapters):
+        chosen = [float(w) for w in weights]
+    elif weights:
+        raise KitError(f"kernels.{name} mounts {len(adapters)} adapter instances ({', '.join(adapters)}) but [ensemble] has "
+                       f"{len(weights)} weight(s) for members {members} that do not name them; list one member per instance "
+                       f"(its name or source folder) or give exactly {len(adapters)} weights in instance order")
+    else:
+        chosen = [1.0 / len(adapters)] * len(adapters)
+    bases = [roles[i] for i in cfg.kernels[name].instances if cfg.instances[i].kind == "base" and i in roles]
+    return {
+        "members": [{"role": roles[i], "instance": i, "spec": inputs[roles[i]], "weight": w} for i, w in zip(adapters, chosen)],
+        "bases": bases,
+        "combine": ens.combine,
     }
 
 

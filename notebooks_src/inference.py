@@ -24,6 +24,13 @@ TEST_FILE = kaggle_env.require_input("competition", {{ inputs.competition.paths 
 ADAPTER_DIR = kaggle_env.require_input("adapter", {{ inputs.adapter.paths | json }}, key={{ inputs.adapter.key | json }})
 {% if inputs.base is defined %}BASE_DIR = kaggle_env.require_input("base", {{ inputs.base.paths | json }}, key={{ inputs.base.key | json }})
 {% else %}BASE_DIR = None  # the base model named in the adapter's kit_manifest.json
+{% endif %}{% if ensemble %}# the ensemble: one adapter instance per member, with its [ensemble] weight
+MEMBERS = {
+{% for m in ensemble.members %}    {{ m.role | json }}: kaggle_env.require_input({{ m.role | json }}, {{ m.spec.paths | json }}, key={{ m.spec.key | json }}),
+{% endfor %}}
+WEIGHTS = {{ ensemble.members | map(attribute="weight") | list | json }}
+BASE_DIRS = [{% for b in ensemble.bases %}kaggle_env.require_input({{ b | json }}, {{ inputs[b].paths | json }}, key={{ inputs[b].key | json }}){% if not loop.last %}, {% endif %}{% endfor %}]
+PARTS_DIR = kaggle_env.working("parts")  # each member's predictions, saved as it finishes; a rerun skips finished members
 {% endif %}WHEELS_DIR = kaggle_env.require_input("wheels", {{ inputs.wheels.paths | json }}, key={{ inputs.wheels.key | json }})
 SUBMISSION = kaggle_env.working("submission.csv")
 print(f"test: {TEST_FILE}\nadapter: {ADAPTER_DIR}\nbase: {BASE_DIR}\nwheels: {WHEELS_DIR}\nsubmission: {SUBMISSION}")
@@ -37,13 +44,33 @@ from kaggle_kit.runtime.install import install_wheels
 INSTALL = install_wheels(WHEELS_DIR)
 
 # %%
-VERSION_WARNINGS = kaggle_env.check_library_versions(ADAPTER_DIR)
-
+{% if ensemble %}VERSION_WARNINGS = [w for d in MEMBERS.values() for w in kaggle_env.check_library_versions(d)]
+{% else %}VERSION_WARNINGS = kaggle_env.check_library_versions(ADAPTER_DIR)
+{% endif %}
 # %% [markdown]
 # ## Prediction and submission
 
 # %%
-from kaggle_kit.runtime.infer import predict_file
+{% if ensemble %}from kaggle_kit.runtime.ensemble import predict_ensemble_file
+
+RESULT = predict_ensemble_file(
+    list(MEMBERS.values()),
+    TEST_FILE,
+    SUBMISSION,
+    names=list(MEMBERS),
+    weights=WEIGHTS,
+    combine_method={{ ensemble.combine | json }},
+    bases=BASE_DIRS,
+    parts_dir=PARTS_DIR,
+    tta={{ py.tta }},
+    budget_minutes={{ py.budget_minutes }},
+    batch_tokens={{ py.batch_tokens }},
+    max_batch_rows={{ py.max_batch_rows }},
+    devices={{ py.devices }},
+    quantization={{ py.quantization }},
+)
+RESULT.to_dict()
+{% else %}from kaggle_kit.runtime.infer import predict_file
 
 RESULT = predict_file(
     ADAPTER_DIR,
@@ -58,3 +85,4 @@ RESULT = predict_file(
     quantization={{ py.quantization }},
 )
 RESULT
+{% endif %}

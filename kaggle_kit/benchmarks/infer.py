@@ -121,3 +121,64 @@ def run_bench(rows: int = 300, max_length: int = 1024, batch_tokens: int = None,
         and diff <= TARGETS["max_abs_prob_diff"]
     )
     return result
+
+
+def run_ensemble_bench(members: int = 2, rows: int = 300, max_length: int = 1024, batch_tokens: int = None,
+                       max_batch_rows: int = None, seed: int = 0, threads: int = None, rounds: int = 2, log=None) -> dict:
+    """``members`` tiny Gemma-2 classifiers (same tokenizer and prompt, heads perturbed per member) predicted
+    independently — each :func:`predict_rows` call tokenizing and sorting on its own, then combined — vs the
+    ensemble engine (:func:`kaggle_kit.runtime.ensemble.run_members`: one tokenization shared)."""
+    import torch
+
+    from kaggle_kit.benchmarks.data import lmsys_like_rows
+    from kaggle_kit.runtime.ensemble import EnsembleMember, combine, run_members
+    from kaggle_kit.runtime.infer import predict_rows
+    from kaggle_kit.runtime.modeling import load_base, load_tokenizer
+    from kaggle_kit.runtime.prompting import Encoder, PromptSpec
+    from kaggle_kit.tiny import tiny_base_dir
+
+    log = log or (lambda *a: None)
+    if threads:
+        torch.set_num_threads(int(threads))
+    members = max(2, int(members))
+    base = tiny_base_dir(num_labels=3)
+    tok = load_tokenizer(base)
+    models = []
+    for k in range(members):
+        m = load_base(base, num_labels=3, dtype="float32", pad_token_id=tok.pad_token_id).eval()
+        g = torch.Generator().manual_seed(seed + k)
+        with torch.no_grad():  # members differ: each head moved by its own noise
+            m.score.weight.add_(torch.randn(m.score.weight.shape, generator=g) * 0.05)
+        models.append(m)
+    manifest = _manifest(max_length)
+    data = lmsys_like_rows(rows, seed=seed)
+    ids = [r.id for r in data]
+    weights = [1.0 / members] * members
+    encoder = Encoder(tok, PromptSpec(max_length=max_length), "pairwise")
+    t = time.perf_counter()
+    encoder.encode(data)
+    encode_s = time.perf_counter() - t
+    ens = [EnsembleMember(f"m{k}", weights[k], manifest, (lambda m=m: ([(m, "cpu")], tok)), tokens_key="tiny") for k, m in enumerate(models)]
+    indep_s = eng_s = 0.0
+    for r in range(max(1, int(rounds))):
+        for side in (("independent", "ensemble") if r % 2 == 0 else ("ensemble", "independent")):
+            t = time.perf_counter()
+            if side == "independent":
+                indep = combine([predict_rows(m, tok, manifest, data, batch_tokens=batch_tokens, max_batch_rows=max_batch_rows)
+                                 for m in models], weights)
+                indep_s += time.perf_counter() - t
+            else:
+                eng, outcomes, _ = run_members(ens, data, ids, batch_tokens=batch_tokens, max_batch_rows=max_batch_rows)
+                eng_s += time.perf_counter() - t
+            log(f"round {r + 1}: {side} done ({time.perf_counter() - t:.1f}s)")
+    n = max(1, int(rounds))
+    shared = sum(1 for o in outcomes if o.get("tokens_shared_with"))
+    return {
+        "members": members, "rows": rows, "max_length": max_length, "rounds": n,
+        "independent_s": round(indep_s / n, 3), "ensemble_s": round(eng_s / n, 3), "speedup": round(indep_s / eng_s, 3),
+        "tokenizations_independent": members, "tokenizations_ensemble": members - shared,
+        "encode_s_per_tokenization": round(encode_s, 3), "encode_s_saved": round(shared * encode_s, 3),
+        "max_abs_prob_diff": float(np.abs(eng - indep).max()), "target_max_abs_prob_diff": 1e-6,
+        "torch_threads": torch.get_num_threads(),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }

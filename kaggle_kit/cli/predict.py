@@ -24,7 +24,11 @@ def _kit_errors(fn):
 
 
 @click.command("predict")
-@click.option("--adapter", "adapter", required=True, type=click.Path(exists=True, file_okay=False), help="Run folder from `kit train` (or a folder from `kit merge`).")
+@click.option("--adapter", "adapter", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Run folder from `kit train` (or a folder from `kit merge`); repeat it for an ensemble. Default: [ensemble] members.")
+@click.option("--weights", default=None, help="Ensemble: one weight per --adapter, e.g. 0.6,0.4 (normalised). Default: [ensemble] weights, else equal.")
+@click.option("--combine", type=click.Choice(["mean", "logit_mean"]), default=None, help="Ensemble: how member probabilities combine. Default: [ensemble] combine.")
+@click.option("--parts", default=None, type=click.Path(file_okay=False), help="Ensemble: folder for each member's saved predictions (a rerun skips finished members). Default: parts/ beside --out.")
 @click.option("--data", "data", required=True, type=click.Path(exists=True, dir_okay=False), help="Test file (the format recorded in the manifest).")
 @click.option("--out", "out", default="submission.csv", show_default=True, type=click.Path(dir_okay=False), help="Submission CSV to write (atomically).")
 @click.option("--base", "base", default=None, type=click.Path(exists=True, file_okay=False), help="Base model folder (default: the one in kit_manifest.json).")
@@ -42,7 +46,7 @@ def _kit_errors(fn):
 @config_options
 @friendly_errors
 @_kit_errors
-def predict(adapter, data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows, devices, quantization, sample, no_progress, as_json, config_path, overrides):
+def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows, devices, quantization, sample, no_progress, as_json, config_path, overrides):
     """Predict every row of a test file with a run folder and write a validated submission.
 
     Rows are tokenized once, sorted by length and packed into token-budget batches; every test id
@@ -55,13 +59,22 @@ def predict(adapter, data, out, base, budget_minutes, tta, batch_tokens, max_bat
       kit predict --adapter runs/gemma --data test.csv --tta uncertain:0.3 --budget-minutes 240 --devices cuda:0,cuda:1
       kit predict --adapter runs/map --data data/test.csv --sample data/sample_submission.csv
       kit predict --adapter runs/map --data data/valid.csv --out valid.csv   # labelled: prints the metric, writes valid.metrics.json
+      kit predict --adapter runs/gemma/fold-0 --adapter runs/qwen/fold-0 --weights 0.6,0.4 --data test.csv
+      kit predict --adapter runs/gemma --data test.csv     # an --all-folds parent: its folds, averaged
+      kit predict --data test.csv                          # the members and weights of [ensemble] in kit.toml
     """
     from kaggle_kit.runtime.infer import predict_file
 
-    cfg = load(config_path, overrides).inference
+    full = load(config_path, overrides)
+    cfg = full.inference
     log = (lambda m: click.echo(m, err=True))
+    members, weights = _members(adapter, weights, full.ensemble)
+    if len(members) > 1 or _is_parent(members[0]):
+        return _predict_ensemble(members, weights, combine or full.ensemble.combine, parts or full.ensemble.parts or None,
+                                 data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows, devices, quantization,
+                                 no_progress, as_json, cfg, log, sample)
     result = predict_file(
-        adapter, data, out, base_path=base,
+        members[0], data, out, base_path=base,
         tta=tta or cfg.tta or None,
         budget_minutes=budget_minutes if budget_minutes is not None else (cfg.budget_minutes or None),
         batch_tokens=batch_tokens or cfg.batch_tokens or None,
@@ -79,7 +92,7 @@ def predict(adapter, data, out, base, budget_minutes, tta, batch_tokens, max_bat
     if result.sample:
         click.echo(f"checked against the sample {result.sample} (the log says what was compared)")
     if result.metrics:
-        metric = next(iter(k for k in result.metrics if k == (_manifest_metric(adapter) or "")), None) or "log_loss"
+        metric = next(iter(k for k in result.metrics if k == (_manifest_metric(members[0]) or "")), None) or "log_loss"
         click.echo(f"{metric} {result.metrics.get(metric, float('nan')):.4f} on {data} (all: "
                    + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()) + ")")
 
@@ -90,25 +103,96 @@ def _manifest_metric(adapter) -> str:
     return Manifest.load(adapter).task.get("metric", "")
 
 
+def _is_parent(path) -> bool:
+    from pathlib import Path
+
+    return not (Path(path) / "kit_manifest.json").is_file() and any(Path(path).glob("fold-*/kit_manifest.json"))
+
+
+def _members(adapters, weights, ens) -> tuple:
+    """(member folders, weights) from --adapter/--weights, else [ensemble] in kit.toml."""
+    from kaggle_kit.errors import KitError
+
+    adapters = list(adapters)
+    if not adapters:
+        adapters = list(ens.members)
+        if not adapters:
+            raise KitError("no adapter: pass --adapter RUN (repeatable for an ensemble) or set [ensemble] members in kit.toml")
+        return adapters, weights or (list(ens.weights) or None)
+    if weights is None and ens.weights and [str(a) for a in ens.members] == adapters:
+        weights = list(ens.weights)  # the same members as kit.toml: its (e.g. `kit blend`-fitted) weights
+    if weights is not None and len(adapters) == 1:
+        raise KitError("--weights needs several --adapter members (one weight each)")
+    return adapters, weights
+
+
+def _predict_ensemble(members, weights, combine, parts, data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows,
+                      devices, quantization, no_progress, as_json, cfg, log, sample=None):
+    from kaggle_kit.runtime.ensemble import predict_ensemble_file
+
+    result = predict_ensemble_file(
+        members, data, out, weights=weights, combine_method=combine, base_path=base, parts_dir=parts,
+        tta=tta or cfg.tta or None,
+        budget_minutes=budget_minutes if budget_minutes is not None else (cfg.budget_minutes or None),
+        batch_tokens=batch_tokens or cfg.batch_tokens or None, max_batch_rows=max_batch_rows or cfg.max_batch_rows or None,
+        devices=devices or (cfg.devices or None), quantization=quantization or cfg.quantization or None,
+        log=log, progress=not no_progress, sample=sample,
+    )
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    for m in result.members:
+        state = "reused saved part" if m["reused"] else ("dropped (time budget)" if m["dropped"] else
+                                                          f"{m.get('seconds', 0):.1f}s, fallback {m.get('fallback_rows', 0)}, TTA {m.get('tta_rows', 0)}")
+        click.echo(f"  {m['name']:<24} weight {m['weight']:.3f}  {state}")
+    click.echo(f"wrote {result.out_path}: {result.rows} rows ({result.style}), {len(result.members)} member(s) combined by "
+               f"{result.combine} in {result.seconds:.1f}s; parts in {result.parts_dir}")
+
+
 @click.command("merge")
-@click.option("--adapter", "adapter", required=True, type=click.Path(exists=True, file_okay=False), help="Run folder from `kit train`.")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder for the merged model.")
+@click.option("--adapter", "adapter", default=None, type=click.Path(exists=True, file_okay=False), help="Run folder from `kit train` to merge into its base.")
+@click.option("--average-folds", "average_folds", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Parent of `kit train --all-folds`: average its fold adapters (LoRA + head) into one adapter.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder for the merged model / averaged adapter.")
 @click.option("--base", "base", default=None, type=click.Path(exists=True, file_okay=False), help="Full-precision base folder (default: the one in the manifest).")
 @click.option("--dtype", type=click.Choice(["bfloat16", "float16"]), default="bfloat16", show_default=True, help="16-bit type to save (Gemma-2 overflows in float16 more easily).")
+@click.option("--no-score", is_flag=True, help="--average-folds: skip the OOF scores (no model is loaded).")
+@click.option("--json", "as_json", is_flag=True, help="--average-folds: print the result as JSON.")
 @friendly_errors
 @_kit_errors
-def merge(adapter, out, base, dtype):
-    """Merge an adapter into a full-precision base and save a 16-bit model with its manifest.
+def merge(adapter, average_folds, out, base, dtype, no_score, as_json):
+    """Merge an adapter into a full-precision base (16-bit model + manifest), or average fold adapters.
 
     The base always loads unquantized here: merging into a 4-bit base requantizes and moves the
     logits (see the stack notes). `kit predict --adapter OUT` then loads the merged folder directly.
+
+    --average-folds averages every adapter tensor (LoRA A/B, the classification head) of compatible folds
+    (same base, targets, rank; else an error naming the difference) into one adapter that predicts at the
+    cost of one model, and prints its OOF score beside the fold ensemble's.
 
     \b
     Examples:
       kit merge --adapter runs/tiny --out runs/tiny-merged
       kit merge --adapter runs/gemma --base /models/gemma-2-9b --out merged --dtype float16
+      kit merge --average-folds runs/gemma --out runs/gemma-avg
     """
+    from kaggle_kit.errors import KitError
+
+    if bool(adapter) == bool(average_folds):
+        raise KitError("pass either --adapter RUN (merge into the base) or --average-folds PARENT (average fold adapters)")
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    if average_folds:
+        from kaggle_kit.merge_folds import average_folds as average
+
+        result = average(average_folds, out, score=not no_score, log=log, base_path=base)
+        if as_json:
+            echo_json(result.to_dict())
+            return
+        click.echo(f"averaged adapter written to {out} ({len(result.folds)} folds, {result.tensors} tensors)")
+        if result.averaged_oof is not None:
+            click.echo(f"OOF {result.metric} ({result.rows} rows): fold ensemble {result.fold_ensemble_oof:.5f} | averaged adapter {result.averaged_oof:.5f}")
+        return
     from kaggle_kit.runtime.infer import merge_adapter
 
-    merge_adapter(adapter, out, base_path=base, dtype=dtype, log=lambda m: click.echo(m, err=True))
+    merge_adapter(adapter, out, base_path=base, dtype=dtype, log=log)
     click.echo(f"merged model written to {out}")

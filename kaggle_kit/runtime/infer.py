@@ -330,6 +330,7 @@ def predict_rows(
     progress: bool = False,
     report: Optional[EngineReport] = None,
     inplace_attention: bool = True,
+    encoded: Optional[list] = None,
 ) -> np.ndarray:
     """Probabilities (rows × labels, in the order of ``rows``) of ``model`` on ``rows`` (formats.Row).
 
@@ -337,16 +338,18 @@ def predict_rows(
     ``workers`` threads). ``deadline``: a ``time.monotonic()`` time to end by (else now + budget).
     Pass an :class:`EngineReport` as ``report`` to receive the decisions and figures.
     ``inplace_attention``: run Gemma-2's eager attention with in-place steps (same results, less memory traffic).
+    ``encoded``: the rows already encoded at the manifest's max length (``Encoder.encode`` output, one per
+    row); an ensemble passes it so members with the same tokenizer and prompt settings tokenize once.
     """
     models = [m for m, _ in replicas] if replicas else [model]
     with fast_attention(models, enabled=inplace_attention):
         return _predict_rows(model, tokenizer, manifest, rows, tta=tta, batch_tokens=batch_tokens,
                              max_batch_rows=max_batch_rows, budget_minutes=budget_minutes, deadline=deadline,
-                             replicas=replicas, workers=workers, log=log, progress=progress, report=report)
+                             replicas=replicas, workers=workers, log=log, progress=progress, report=report, encoded=encoded)
 
 
 def _predict_rows(model, tokenizer, manifest, rows, *, tta, batch_tokens, max_batch_rows, budget_minutes, deadline,
-                  replicas, workers, log, progress, report) -> np.ndarray:
+                  replicas, workers, log, progress, report, encoded=None) -> np.ndarray:
     from .formats import swap_permutation
     from .prompting import PromptSpec
 
@@ -392,7 +395,9 @@ def _predict_rows(model, tokenizer, manifest, rows, *, tta, batch_tokens, max_ba
         return probs
 
     enc = _Encoding(tokenizer, spec, "pairwise" if kind == "pairwise" else "classification", list(rows), permutation)
-    encoded = enc.encode(range(n), max_length)
+    if encoded is not None and len(encoded) != n:
+        raise ValueError(f"encoded holds {len(encoded)} rows but there are {n} rows to predict; pass one Encoder output per row")
+    encoded = enc.encode(range(n), max_length) if encoded is None else encoded
     ids = [e.input_ids for e in encoded]
     truncated = [i for i, e in enumerate(encoded) if e.truncated]
     rep.truncated_rows = len(truncated)
@@ -511,23 +516,19 @@ def _padded_cost(lengths: np.ndarray) -> float:
     return float(np.sum(lengths)) * 1.02
 
 
-def _plan_fit(lengths, cap, tta_frac, n_total, rate, n_workers, batch_tokens, max_rows, seconds_left) -> tuple:
-    """(cap, tta_fraction, projected seconds) of the first degrade step whose projection fits.
+def projected_seconds(lengths, cap, tta_frac, n_total, rate, n_workers) -> float:
+    """Projected seconds to run rows of ``lengths`` at max length ``cap`` plus a TTA share ``tta_frac`` of
+    ``n_total`` rows, at ``rate`` seconds per padded token per worker."""
+    lens = np.minimum(lengths, cap)
+    main = _padded_cost(lens)
+    # TTA rows: share t of all rows, at the mean length of the rows left
+    tta_cost = tta_frac * n_total * float(np.mean(lens)) if len(lens) else 0.0
+    return (main + tta_cost) * rate / max(1, n_workers)
 
-    Steps, in order: the current plan; shorter max length for the longest rows (×0.75, ×0.5 of the
-    current cap); less TTA (half, none); shorter still (×0.375, ×0.25). The last step is returned
-    when nothing fits (the deadline then stops the run and the rest get the fallback).
-    """
-    if rate is None:
-        return cap, tta_frac, 0.0
 
-    def projected(c, t):
-        lens = np.minimum(lengths, c)
-        main = _padded_cost(lens)
-        # TTA rows: share t of all rows, at the mean length of the rows left
-        tta_cost = t * n_total * float(np.mean(lens)) if len(lens) else 0.0
-        return (main + tta_cost) * rate / max(1, n_workers)
-
+def degrade_steps(cap: int, tta_frac: float) -> list:
+    """[(cap, tta_fraction)] from no change to the most degraded: shorter max length for the longest rows
+    (×0.75, ×0.5 of ``cap``); less TTA (half, none); shorter still (×0.375, ×0.25). Never below MIN_LENGTH."""
     floor = MIN_LENGTH
     steps = [(cap, tta_frac)]
     for m in LENGTH_STEPS[:2]:
@@ -538,12 +539,23 @@ def _plan_fit(lengths, cap, tta_frac, n_total, rate, n_workers, batch_tokens, ma
         steps.append((half, 0.0))
     for m in LENGTH_STEPS[2:]:
         steps.append((max(floor, int(cap * m)), 0.0))
-    last = steps[-1]
+    return steps
+
+
+def _plan_fit(lengths, cap, tta_frac, n_total, rate, n_workers, batch_tokens, max_rows, seconds_left) -> tuple:
+    """(cap, tta_fraction, projected seconds) of the first :func:`degrade_steps` step whose projection fits.
+
+    The last step is returned when nothing fits (the deadline then stops the run and the rest get the fallback).
+    """
+    if rate is None:
+        return cap, tta_frac, 0.0
+    steps = degrade_steps(cap, tta_frac)
     for c, t in steps:
-        p = projected(c, t)
+        p = projected_seconds(lengths, c, t, n_total, rate, n_workers)
         if p <= seconds_left:
             return c, t, p
-    return last[0], last[1], projected(*last)
+    last = steps[-1]
+    return last[0], last[1], projected_seconds(lengths, last[0], last[1], n_total, rate, n_workers)
 
 
 # --------------------------------------------------------------------------- from files
@@ -586,6 +598,59 @@ class PredictionResult:
         }
 
 
+def read_test_data(manifest, data_path, decide: Callable, require_ids: bool = True):
+    """The test file read as the manifest records it (format, id column, text/label columns; formats.Dataset);
+    repairs go to ``decide``.
+
+    Raises DataError when the file lacks the run's id column (``require_ids``: a submission needs the
+    test file's own ids) or an id appears more than once (one row per unique id).
+    """
+    from .formats import read_dataset
+    from .problems import DataError
+
+    ds = read_dataset(data_path, manifest.task.get("format") or "auto", **_read_kwargs(manifest))
+    if require_ids and not ds.has_id_column:
+        raise DataError(f"{data_path}: no id column {ds.id_column!r} (the run's data.id_column); columns: {ds.columns[:12]}. "
+                        f"A submission needs the test file's own ids: predict the competition's test file")
+    if ds.problems:
+        shown = "; ".join(f"{p.id}: {p.reason}" for p in ds.problems[:3])
+        decide(f"{len(ds.problems)} repaired problem(s) in {data_path} (rows still predicted): {shown}" + (" …" if len(ds.problems) > 3 else ""))
+    ids = ds.ids
+    if len(set(ids)) != len(ids):
+        seen, dup = set(), []
+        for i in ids:
+            if i in seen:
+                dup.append(i)
+            seen.add(i)
+        raise DataError(f"{data_path}: id(s) appear more than once: {dup[:5]}; a submission needs one row per unique id")
+    return ds
+
+
+def submission_style(ds, manifest, data_path=None, sample=None, decide: Optional[Callable] = None) -> tuple:
+    """(SubmissionSpec, sample path or None) for test data ``ds`` predicted by ``manifest``'s model:
+    the shape saved at training, re-decided by the competition's sample when one is given or lies
+    beside ``data_path`` (runtime.submission.resolve_submission); the choice goes to ``decide``."""
+    from .submission import resolve_submission
+
+    spec, sample_path, note = resolve_submission(manifest.task, manifest.labels, ds.format, data_path, sample)
+    if note and decide is not None:
+        decide(note)
+    return spec, sample_path
+
+
+def load_replicas(adapter_dir, devices: list, *, base_path=None, quantization=None, log: Optional[Callable] = None) -> tuple:
+    """([(model, device)], tokenizer): one replica per distinct device; repeated CPU workers share it."""
+    from .modeling import load_for_inference
+
+    replicas, loaded, tokenizer = [], {}, None
+    for d in devices:
+        if d not in loaded:
+            model, tokenizer, _ = load_for_inference(adapter_dir, base_path=base_path, quantization=quantization, device=d, log=log if not loaded else None)
+            loaded[d] = model
+        replicas.append((loaded[d], d))
+    return replicas, tokenizer
+
+
 def predict_file(
     adapter_dir,
     data_path,
@@ -611,10 +676,9 @@ def predict_file(
     ``data_path`` has labels, the task's metrics are computed, logged and written to
     ``<out>.metrics.json``.
     """
-    from .formats import read_dataset
     from .manifest import Manifest, check_compatible
-    from .modeling import is_merged_folder, load_for_inference
-    from .submission import compare_with_sample, resolve_submission, write_submission
+    from .modeling import is_merged_folder
+    from .submission import compare_with_sample, write_submission
 
     t0 = time.monotonic()
     log = log or (lambda *a, **k: None)
@@ -626,42 +690,17 @@ def predict_file(
 
     adapter_dir = Path(adapter_dir)
     manifest = Manifest.load(adapter_dir)
-    fmt = manifest.task.get("format") or "auto"
-    kwargs = _read_kwargs(manifest)
-    ds = read_dataset(data_path, fmt, **kwargs)
-    if not ds.has_id_column:
-        from .problems import DataError
-
-        raise DataError(f"{data_path}: no id column {ds.id_column!r} (the run's data.id_column); columns: {ds.columns[:12]}. "
-                        f"A submission needs the test file's own ids: predict the competition's test file")
-    if ds.problems:
-        shown = "; ".join(f"{p.id}: {p.reason}" for p in ds.problems[:3])
-        decide(f"{len(ds.problems)} repaired problem(s) in {data_path} (rows still predicted): {shown}" + (" …" if len(ds.problems) > 3 else ""))
+    ds = read_test_data(manifest, data_path, decide)
     ids = ds.ids
-    if len(set(ids)) != len(ids):
-        seen, dup = set(), []
-        for i in ids:
-            if i in seen:
-                dup.append(i)
-            seen.add(i)
-        from .problems import DataError
-
-        raise DataError(f"{data_path}: id(s) appear more than once: {dup[:5]}; a submission needs one row per unique id")
     labels = ds.label_names if ds.label_names else None
     merged = is_merged_folder(adapter_dir)
     base = None if merged else (base_path or manifest.base_model.get("path"))
     check_compatible(manifest, base, labels)  # before any weights load
-    spec, sample_path, note = resolve_submission(manifest.task, manifest.labels, ds.format, data_path, sample)
-    if note:
-        decide(note)
+    spec, sample_path = submission_style(ds, manifest, data_path, sample, decide)
 
     devs = parse_devices(devices)
-    replicas, loaded = [], {}
-    for d in devs:
-        if d not in loaded:  # one replica per distinct device; repeated CPU workers share it
-            model, tokenizer, _ = load_for_inference(adapter_dir, base_path=base_path, quantization=quantization, device=d, log=decide if not loaded else None)
-            loaded[d] = model
-        replicas.append((loaded[d], d))
+    replicas, tokenizer = load_replicas(adapter_dir, devs, base_path=base_path, quantization=quantization, log=decide)
+    loaded = {d for _, d in replicas}
     load_s = time.monotonic() - t0
     log(f"loaded {len(loaded)} replica(s) on {', '.join(devs)} in {load_s:.1f}s; {len(ds)} rows to predict")
     rep = EngineReport(decisions=decisions)

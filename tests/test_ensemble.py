@@ -1,0 +1,277 @@
+"""Ensembles: weighted combination, saved parts and reruns, member checks, the budget planner, kit predict."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import make_untrained_adapter
+
+
+@pytest.fixture(scope="module")
+def second_adapter(tiny_base, tmp_path_factory) -> Path:
+    return make_untrained_adapter(tmp_path_factory.mktemp("adapter-b") / "run-b", tiny_base, seed=1)
+
+
+@pytest.fixture(scope="module")
+def small_test(lmsys_synth_test, tmp_path_factory) -> Path:
+    """The first 24 rows of the synthetic LMSYS test file."""
+    out = tmp_path_factory.mktemp("small-test") / "test.csv"
+    with lmsys_synth_test.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows[:25])
+    return out
+
+
+@pytest.fixture(scope="module")
+def singles(untrained_adapter, second_adapter, small_test, tmp_path_factory):
+    """Each member predicted alone by predict_file (its own tokenization and sorting)."""
+    from kaggle_kit.runtime.infer import predict_file
+
+    d = tmp_path_factory.mktemp("singles")
+    a = predict_file(untrained_adapter, small_test, d / "a.csv", log=None, progress=False)
+    b = predict_file(second_adapter, small_test, d / "b.csv", log=None, progress=False)
+    return a.probabilities, b.probabilities
+
+
+def test_combine_mean_and_logit_mean():
+    from kaggle_kit.runtime.ensemble import EnsembleError, combine
+
+    p1 = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    p2 = np.array([[0.1, 0.6, 0.3], [0.3, 0.3, 0.4]])
+    np.testing.assert_allclose(combine([p1, p2], [3, 1], "mean"), 0.75 * p1 + 0.25 * p2)
+    z = 0.75 * np.log(p1) + 0.25 * np.log(p2)
+    want = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(combine([p1, p2], [0.75, 0.25], "logit_mean"), want, rtol=1e-9)
+    ml = combine([np.array([[0.9, 0.2]]), np.array([[0.5, 0.2]])], [0.5, 0.5], "logit_mean", multilabel=True)
+    np.testing.assert_allclose(ml, [[0.75, 0.2]], rtol=1e-6)  # sigmoid(mean(logit)): logit 0.9 = ln 9, 0.5 → 0
+    with pytest.raises(EnsembleError, match="geometric"):
+        combine([p1], [1.0], "geometric")
+
+
+def test_parse_weights_checks_count_and_sign():
+    from kaggle_kit.runtime.ensemble import EnsembleError, parse_weights
+
+    assert parse_weights("0.6,0.4", 2) == pytest.approx([0.6, 0.4])
+    assert parse_weights([3, 1], 2) == pytest.approx([0.75, 0.25])
+    assert parse_weights(None, 4) == pytest.approx([0.25] * 4)
+    with pytest.raises(EnsembleError, match="exactly one weight per member"):
+        parse_weights("0.6,0.4", 3, ["a", "b", "c"])
+    with pytest.raises(EnsembleError, match="non-negative"):
+        parse_weights([1, -1], 2)
+    with pytest.raises(EnsembleError, match="not numbers"):
+        parse_weights("a,b", 2)
+
+
+def test_ensemble_equals_weighted_combination_and_shares_tokens(untrained_adapter, second_adapter, small_test, singles, tmp_path):
+    from kaggle_kit.runtime.ensemble import combine, predict_ensemble_file
+    from kaggle_kit.runtime.submission import normalize_probabilities
+
+    res = predict_ensemble_file([untrained_adapter, second_adapter], small_test, tmp_path / "sub.csv", weights=[0.7, 0.3],
+                                log=None, progress=False)
+    want = combine(list(singles), [0.7, 0.3], "mean")
+    np.testing.assert_allclose(res.probabilities, want, atol=1e-6)
+    assert np.abs(singles[0] - singles[1]).max() > 1e-3  # the members really differ
+    first, second = res.members
+    assert "encode_seconds" in first and second["tokens_shared_with"] == first["name"]
+    assert [m["weight"] for m in res.members] == pytest.approx([0.7, 0.3])
+    # the submission holds the combination, every id in test order
+    with (tmp_path / "sub.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 24
+    got = np.array([[float(r[k]) for k in ("winner_model_a", "winner_model_b", "winner_tie")] for r in rows])
+    np.testing.assert_allclose(got, normalize_probabilities(want), atol=1e-8)
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["00-run.npz", "01-run-b.npz"]
+
+
+def test_crash_after_member_one_then_rerun_skips_it(untrained_adapter, second_adapter, small_test, tmp_path, monkeypatch):
+    import kaggle_kit.runtime.infer as infer
+    from kaggle_kit.runtime.ensemble import predict_ensemble_file
+
+    real, loads = infer.load_replicas, []
+
+    def crashing(adapter_dir, *a, **k):
+        loads.append(Path(adapter_dir).name)
+        if Path(adapter_dir) == Path(second_adapter):
+            raise RuntimeError("simulated crash while loading member 2")
+        return real(adapter_dir, *a, **k)
+
+    monkeypatch.setattr(infer, "load_replicas", crashing)
+    members, out = [untrained_adapter, second_adapter], tmp_path / "work" / "submission.csv"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        predict_ensemble_file(members, small_test, out, weights="0.5,0.5", log=None, progress=False)
+    assert not out.exists() and (tmp_path / "work" / "parts" / "00-run.npz").is_file()
+
+    monkeypatch.setattr(infer, "load_replicas", lambda d, *a, **k: (loads.append(Path(d).name), real(d, *a, **k))[1])
+    loads.clear()
+    log: list = []
+    res = predict_ensemble_file(members, small_test, out, weights="0.5,0.5", log=log.append, progress=False)
+    assert loads == ["run-b"]  # member 1 was not loaded again
+    assert res.members[0]["reused"] and not res.members[1]["reused"]
+    assert any("reusing its saved predictions" in m for m in log)
+    clean = tmp_path / "clean" / "submission.csv"
+    predict_ensemble_file(members, small_test, clean, weights="0.5,0.5", log=None, progress=False)
+    assert out.read_bytes() == clean.read_bytes()
+
+    # a part made under other settings is stale: ignored (logged) and the member runs again
+    loads.clear()
+    log.clear()
+    predict_ensemble_file(members, small_test, out, weights="0.5,0.5", tta="all", log=log.append, progress=False)
+    assert loads == ["run", "run-b"] and sum("ignoring" in m and "stale" in m for m in log) == 2
+
+
+def test_members_must_agree_on_labels(untrained_adapter, second_adapter, small_test, tmp_path):
+    from kaggle_kit.cli import main
+    from kaggle_kit.runtime.ensemble import EnsembleError, predict_ensemble_file
+
+    odd = tmp_path / "odd"
+    shutil.copytree(second_adapter, odd)
+    data = json.loads((odd / "kit_manifest.json").read_text())
+    data["task"]["labels"] = ["winner_model_b", "winner_model_a", "winner_tie"]
+    (odd / "kit_manifest.json").write_text(json.dumps(data))
+    with pytest.raises(EnsembleError, match=r"member odd .*label order"):
+        predict_ensemble_file([untrained_adapter, odd], small_test, tmp_path / "s.csv", log=None, progress=False)
+    r = CliRunner().invoke(main, ["predict", "--adapter", str(untrained_adapter), "--adapter", str(odd), "--data", str(small_test),
+                                  "--out", str(tmp_path / "s.csv"), "--no-progress"])
+    assert r.exit_code == 2 and "Error:" in r.output and "member odd" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["predict", "--adapter", str(untrained_adapter), "--adapter", str(second_adapter),
+                                  "--weights", "1,2,3", "--data", str(small_test), "--out", str(tmp_path / "s.csv")])
+    assert r.exit_code == 2 and "one weight per member" in r.output
+
+
+def test_planner_degrades_first_then_drops_the_lightest_member():
+    from kaggle_kit.runtime.ensemble import SAFETY, MemberCost, plan_budget
+    from kaggle_kit.runtime.infer import projected_seconds
+
+    short = np.full(100, 64)  # already at the length floor: degrading cannot help
+    rate = 1.0 / (64 * 1.02 * 100)  # 1 s per member
+    heavy, light = MemberCost("heavy", 0.7, short, 64, rate), MemberCost("light", 0.3, short, 64, rate)
+    both = plan_budget([light, heavy], 0.0, 2.5 / SAFETY)
+    assert both.fits and not both.dropped and both.total == pytest.approx(2.0)
+    one = plan_budget([light, heavy], 0.0, 1.5 / SAFETY)  # the budget fits only one member
+    assert one.dropped == ["light"] and list(one.steps) == ["heavy"] and one.fits
+    assert "dropping light" in one.decisions[0]
+    # long rows: shortening them is tried before anyone is dropped
+    long = np.full(100, 1000)
+    a, b = MemberCost("a", 0.5, long, 1024, 1e-3), MemberCost("b", 0.5, long, 1024, 1e-3)
+    full = 2 * projected_seconds(long, 1024, 0.0, 100, 1e-3, 1)
+    plan = plan_budget([a, b], 0.0, 0.6 * full / SAFETY)
+    assert not plan.dropped and plan.steps["a"][0] == 512 and plan.fits
+
+
+def test_budgeted_ensemble_measures_and_logs(untrained_adapter, second_adapter, small_test, tmp_path):
+    from kaggle_kit.runtime.ensemble import predict_ensemble_file
+
+    res = predict_ensemble_file([untrained_adapter, second_adapter], small_test, tmp_path / "s.csv", budget_minutes=30,
+                                log=None, progress=False)
+    plans = [d for d in res.decisions if d.startswith("ensemble budget:")]
+    assert len(plans) == 2 and "plan fits" in plans[0] and "estimated from its size" in plans[0]
+    assert not any(m["dropped"] for m in res.members) and np.isfinite(res.probabilities).all()
+
+
+def test_cli_predict_two_adapters_matches_library_and_reads_ensemble_config(untrained_adapter, second_adapter, small_test, singles, tmp_path, monkeypatch):
+    from kaggle_kit.cli import main
+    from kaggle_kit.runtime.ensemble import combine
+
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["predict", "--adapter", str(untrained_adapter), "--adapter", str(second_adapter),
+                                  "--weights", "0.25,0.75", "--combine", "logit_mean", "--data", str(small_test),
+                                  "--out", "cli.csv", "--no-progress", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["combine"] == "logit_mean" and [m["weight"] for m in data["members"]] == [0.25, 0.75]
+    want = combine(list(singles), [0.25, 0.75], "logit_mean")
+    with (tmp_path / "cli.csv").open(newline="") as fh:
+        got = np.array([[float(x) for x in row[1:]] for row in list(csv.reader(fh))[1:]])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    # the same members from [ensemble] in kit.toml, no --adapter: same submission, parts reused
+    (tmp_path / "kit.toml").write_text(f"[ensemble]\nmembers = [{json.dumps(str(untrained_adapter))}, {json.dumps(str(second_adapter))}]\n"
+                                       f"weights = [1.0, 3.0]\ncombine = \"logit_mean\"\n")
+    r = CliRunner().invoke(main, ["predict", "--data", str(small_test), "--out", "cfg.csv", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "reused saved part" in r.output
+    assert (tmp_path / "cfg.csv").read_bytes() == (tmp_path / "cli.csv").read_bytes()
+
+
+ENSEMBLE_PROJECT = """\
+[kaggle]
+username = "kit-demo"
+competition = "llm-classification-finetuning"
+[data]
+test = "/kaggle/input/llm-classification-finetuning/test.csv"
+format = "lmsys"
+[kernels.inference]
+template = "inference"
+instances = ["base", "a", "b"]
+[instances.base]
+model_slug = "tiny-base"
+kind = "base"
+version = "1"
+[instances.a]
+model_slug = "tiny-a"
+kind = "adapter"
+source = "runs/a/fold-0"
+version = "1"
+[instances.b]
+model_slug = "tiny-b"
+kind = "adapter"
+source = "runs/b-avg"
+version = "2"
+"""
+
+
+def test_render_ensemble_notebook_maps_weights_to_instances(tmp_path):
+    from kaggle_kit.config import load_config
+    from kaggle_kit.errors import KitError
+    from kaggle_kit.render import render_kernel
+
+    def render(extra: str) -> str:
+        (tmp_path / "kit.toml").write_text(ENSEMBLE_PROJECT + extra, encoding="utf-8")
+        nb = json.loads(render_kernel(load_config(tmp_path / "kit.toml", required=True), "inference", tmp_path).notebook_path.read_text())
+        return "\n".join("".join(c["source"]) for c in nb["cells"])
+
+    # members named by the --all-folds parent of an instance's source, and by the source itself, in another order
+    src = render('[ensemble]\nmembers = ["runs/b-avg", "runs/a"]\nweights = [0.25, 0.75]\ncombine = "logit_mean"\n')
+    assert "WEIGHTS = [0.75, 0.25]" in src and "combine_method=\"logit_mean\"" in src
+    assert '"b": kaggle_env.require_input("b", ["input/models/kit-demo/tiny-b/transformers/b/2"' in src
+    assert "RESULT = predict_ensemble_file(" in src and "RESULT = predict_file(" not in src and "BASE_DIRS = [kaggle_env.require_input(\"base\"" in src
+    assert "WEIGHTS = [0.5, 0.5]" in render("")  # no [ensemble]: equal weights
+    with pytest.raises(KitError, match="3 weight"):
+        render('[ensemble]\nmembers = ["x", "y", "z"]\nweights = [1.0, 1.0, 1.0]\n')
+
+
+def test_bench_ensemble_same_predictions_one_tokenization(kit_cache):
+    from kaggle_kit.benchmarks.infer import run_ensemble_bench
+
+    r = run_ensemble_bench(members=2, rows=6, max_length=96, rounds=1)
+    assert r["max_abs_prob_diff"] <= 1e-6
+    assert r["tokenizations_independent"] == 2 and r["tokenizations_ensemble"] == 1
+
+
+def test_all_folds_parent_is_one_member_per_fold(untrained_adapter, small_test, tmp_path, monkeypatch):
+    from kaggle_kit.cli import main
+    from kaggle_kit.runtime.ensemble import expand_members
+    from kaggle_kit.runtime.infer import predict_file
+
+    monkeypatch.chdir(tmp_path)  # no kit.toml: the defaults (the repository's kit.toml sets TTA)
+    parent = tmp_path / "runs"
+    for k in range(2):
+        shutil.copytree(untrained_adapter, parent / f"fold-{k}")
+    assert [(n, w) for n, _, w in expand_members([parent, untrained_adapter], [0.6, 0.4])] == [
+        ("runs/fold-0", 0.3), ("runs/fold-1", 0.3), ("run", 0.4)]
+    r = CliRunner().invoke(main, ["predict", "--adapter", str(parent), "--data", str(small_test), "--out", str(tmp_path / "s.csv"),
+                                  "--no-progress", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [m["name"] for m in json.loads(r.stdout)["members"]] == ["runs/fold-0", "runs/fold-1"]
+    single = predict_file(untrained_adapter, small_test, tmp_path / "one.csv", log=None, progress=False)
+    with (tmp_path / "s.csv").open(newline="") as fh:
+        got = np.array([[float(x) for x in row[1:]] for row in list(csv.reader(fh))[1:]])
+    np.testing.assert_allclose(got, single.probabilities, atol=1e-6)  # identical folds average to the adapter
+    r = CliRunner().invoke(main, ["predict", "--adapter", str(tmp_path), "--data", str(small_test), "--out", str(tmp_path / "x.csv")])
+    assert r.exit_code == 2 and "Error:" in r.output and "Traceback" not in r.output
