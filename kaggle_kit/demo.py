@@ -2,8 +2,7 @@
 
 No credentials, no GPU, no network. :func:`run_demo` runs :data:`STEPS` in order; each step is a
 function ``step(ctx) -> dict of artifact name -> path`` that reads what earlier steps left in
-``ctx`` (a :class:`DemoContext`) and adds its own. Later steps (training, prediction, rendering,
-running the notebook locally) are appended to :data:`STEPS` by the modules that provide them.
+``ctx`` (a :class:`DemoContext`) and adds its own. ``kit demo --help`` lists :data:`STEPS`.
 """
 from __future__ import annotations
 
@@ -142,7 +141,7 @@ def step_train(ctx: DemoContext) -> dict:
     final = result.metrics.get("final", {})
     ctx.log(f"  validation: log_loss {final.get('log_loss', float('nan')):.4f}, accuracy {final.get('accuracy', float('nan')):.3f}")
     out = {"run_dir": str(result.output_dir)}
-    for name in ("metrics.json", "confusion_matrix.png", "curves.png", "kit_manifest.json"):
+    for name in ("metrics.json", "confusion_matrix.png", "curves.png", "calibration.png", "kit_manifest.json"):
         if (Path(result.output_dir) / name).exists():
             out[name.replace(".", "_")] = str(Path(result.output_dir) / name)
     return out

@@ -179,6 +179,12 @@ def notebook_inputs(nb: dict) -> dict:
 
 def _default_inputs(specs: dict, given: dict, log) -> dict:
     given = {k: Path(v).expanduser() for k, v in given.items()}
+    adapter = given.get("adapter")
+    if adapter is not None and adapter.is_dir() and not (adapter / "kit_manifest.json").is_file():
+        # said first: the notebook cannot predict without it, and the base is looked up through it
+        raise KitError(f"--inputs adapter={adapter}: no kit_manifest.json in that folder, so it is not a run folder from "
+                       f"`kit train` (files: {sorted(p.name for p in adapter.iterdir())[:8]}). Pass the run folder that "
+                       f"`kit train` wrote (it holds kit_manifest.json beside the adapter weights)")
     if "base" in specs and "base" not in given and "adapter" in given:
         manifest = given["adapter"] / "kit_manifest.json"
         try:
@@ -394,12 +400,15 @@ def _execute(spec_path: str) -> int:
 
     nb = nbformat.read(spec["notebook"], as_version=4)
     code_cells = sum(1 for c in nb.cells if c.cell_type == "code")
+    started = {"n": 0}
 
     class Client(NotebookClient):
         async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
             if cell.cell_type != "code":
                 return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
             t0 = time.monotonic()
+            started["n"] += 1
+            say(f"[cell {cell_index:>2}] started ({started['n']}/{code_cells} code cells)  {_first_line(cell.source)}")
             try:
                 return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
             finally:

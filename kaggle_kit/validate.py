@@ -308,8 +308,11 @@ def validate_project(cfg, root: str | os.PathLike = ".") -> list[str]:
     root = Path(root)
     p: list[str] = []
     who = _collect(p, md.owner, cfg)
-    if who is None:
-        return p
+    if who is None:  # listed above; check the rest with a stand-in owner, so every other problem shows too
+        import copy
+
+        cfg = copy.deepcopy(cfg)
+        cfg.kaggle.username = who = "your-kaggle-username"
     p += _slug(who, "Kaggle user name", "kit.toml kaggle.username", md.OWNER_RE, "owner")
     if cfg.kaggle.competition:
         p += _slug(cfg.kaggle.competition, "kaggle.competition", "kit.toml")

@@ -67,10 +67,7 @@ def predict(adapter, data, out, base, budget_minutes, tta, batch_tokens, max_bat
     )
     if as_json:
         echo_json(result.to_dict())
-        return
-    click.echo(f"wrote {result.out_path}: {result.rows} rows ({result.style}) in {result.seconds:.1f}s "
-               f"({result.rows_per_second:.1f} rows/s after {result.load_seconds:.1f}s loading; padding {result.padding_share:.1%}; "
-               f"truncated {result.truncated_rows}; TTA {result.tta_rows}; fallback {result.fallback_rows})")
+    # otherwise the runtime's one "wrote …" line (rows, rate, padding, truncation, TTA, fallback) said it all
 
 
 @click.command("merge")

@@ -61,6 +61,9 @@ def validate(config_path, overrides, folders, as_json):
 
     cfg = load(config_path, overrides)
     problems = validate_project(cfg, ".")
+    if config_path is None and not Path("kit.toml").is_file():
+        problems.insert(0, "kit.toml: not found in this folder (the checks used the defaults); run `kit init --preset lmsys` "
+                           "(or another preset) here, or pass --config")
     for folder in folders:
         problems += check_folder(Path(folder))
     if as_json:

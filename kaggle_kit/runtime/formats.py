@@ -460,12 +460,16 @@ def read_dataset(
     multilabel: bool = False,
     seed: int = 42,
     require_labels: bool = False,
+    format_from: str = "",
 ) -> Dataset:
     """Read a competition file into a :class:`Dataset`.
 
     Rows whose labels are bad (not one-hot, unknown values) make the call fail with every bad row
     named, unless ``skip_bad_rows`` (then they are dropped and counted in ``skipped``). Rows of test
     data are never dropped.
+    ``format_from`` (e.g. "the adapter's kit_manifest.json"): where a given ``format`` came from; the
+    file is then refused when its columns say it is another competition format (a WSDM file read
+    as LMSYS would only be "repaired" row by row into nonsense).
     """
     path = Path(path)
     problems: list = []
@@ -478,6 +482,8 @@ def read_dataset(
         format, detected = detect_format(columns, records)
     if format not in FORMATS:
         raise DataError(f"unknown format {format!r}; use one of: auto, {', '.join(FORMATS)}")
+    if format_from and not detected:
+        _refuse_other_format(path, format, format_from, columns, records)
     bad: list = []
     kind = "pairwise"
     if format in ("lmsys", "wsdm"):
@@ -511,6 +517,16 @@ def read_dataset(
         rows = [r for r in rows if r.label is not None]
         skipped = before - len(rows)
     return Dataset(rows, format, kind, names, str(path), has_labels, problems, skipped, detected)
+
+
+def _refuse_other_format(path: Path, format: str, format_from: str, columns: list, records: list) -> None:
+    """DataError when the file's columns say another competition format than ``format``."""
+    found, why = detect_format(columns, records)
+    if found != format and found != "classification" and format != "classification":
+        raise DataError(
+            f"{path} is a '{found}' file ({why}) but {format_from} says format '{format}'. "
+            f"Give a '{format}' file, or use a run trained on '{found}' data."
+        )
 
 
 def swap_permutation(label_names: list) -> list:

@@ -27,6 +27,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .progress import quiet_known_warnings
 from .batching import TokenTable, choose_rows, order_batches, plan_batches
 
 DEFAULT_BATCH_TOKENS = 8192
@@ -76,10 +77,11 @@ def parse_devices(devices) -> list:
     return devices
 
 
-def _tqdm(**kwargs):
-    from transformers.utils.logging import tqdm
+def _tqdm(total, desc, unit="row", log=None, **_):
+    """A bar on a terminal, plain lines in notebooks and logs (runtime/progress.py)."""
+    from .progress import Progress
 
-    return tqdm(**kwargs)
+    return Progress(total, desc, unit, log=log)
 
 
 # --------------------------------------------------------------------------- the forward pass
@@ -409,7 +411,7 @@ def _predict_rows(model, tokenizer, manifest, rows, *, tta, batch_tokens, max_ba
     lengths = table.lengths.copy()
     clock = _Clock()
     done = np.zeros(n, dtype=bool)
-    bar = _tqdm(total=n, desc="predict", unit="row", disable=not progress, dynamic_ncols=True) if progress else None
+    bar = _tqdm(total=n, desc="predict", unit="row", log=log) if progress else None
     cap = max_length
     try:
         pending = np.arange(n, dtype=np.int64)
@@ -477,7 +479,7 @@ def _predict_rows(model, tokenizer, manifest, rows, *, tta, batch_tokens, max_ba
             sw = enc.encode(chosen, cap, swapped=True)
             sw_table = TokenTable([e.input_ids for e in sw])
             sw_batches = plan_batches(sw_table.lengths, batch_tokens, max_rows)
-            bar2 = _tqdm(total=len(chosen), desc="tta", unit="row", disable=not progress, dynamic_ncols=True) if progress else None
+            bar2 = _tqdm(total=len(chosen), desc="tta", unit="row", log=log) if progress else None
             try:
                 sw_out, sw_done, _ = run_batches(replicas, sw_table, sw_batches, pad_id, num_labels, multilabel=multilabel, clock=clock, deadline=deadline, bar=bar2)
             finally:
@@ -583,6 +585,7 @@ class PredictionResult:
         }
 
 
+@quiet_known_warnings()  # the listed harmless library warnings only, only during the call
 def predict_file(
     adapter_dir,
     data_path,
@@ -623,7 +626,7 @@ def predict_file(
     if fmt == "classification":
         kwargs = dict(label_names=manifest.labels, text_columns=tuple(manifest.task.get("text_columns", ()) or ()),
                       multilabel=manifest.kind == "multilabel")
-    ds = read_dataset(data_path, fmt, **kwargs)
+    ds = read_dataset(data_path, fmt, format_from=f"the adapter's manifest ({adapter_dir / 'kit_manifest.json'}, task.format)", **kwargs)
     if ds.problems:
         shown = "; ".join(f"{p.id}: {p.reason}" for p in ds.problems[:3])
         decide(f"{len(ds.problems)} repaired problem(s) in {data_path} (rows still predicted): {shown}" + (" …" if len(ds.problems) > 3 else ""))
@@ -662,7 +665,10 @@ def predict_file(
     )
     write_submission(out_path, ids, probs, style, manifest.labels, expected_ids=ids)
     seconds = time.monotonic() - t0
-    log(f"wrote {out_path}: {len(ids)} rows in {seconds:.1f}s ({rep.tokens:,} tokens, padding {rep.padding_share:.1%})")
+    run_s = seconds - load_s
+    log(f"wrote {out_path}: {len(ids)} rows ({style}) in {seconds:.1f}s ({len(ids) / run_s if run_s > 0 else float('nan'):.1f} rows/s "
+        f"after {load_s:.1f}s loading; {rep.tokens:,} tokens, padding {rep.padding_share:.1%}; truncated {rep.truncated_rows}; "
+        f"TTA {rep.tta_rows}; fallback {rep.fallback_rows})")
     return PredictionResult(
         out_path=Path(out_path), rows=len(ids), seconds=seconds, decisions=decisions, probabilities=probs, ids=ids,
         label_names=manifest.labels, style=style, devices=devs, tokens=rep.tokens, padding_share=rep.padding_share,
@@ -671,6 +677,7 @@ def predict_file(
     )
 
 
+@quiet_known_warnings()  # the listed harmless library warnings only, only during the call
 def merge_adapter(adapter_dir, out_dir, *, base_path=None, dtype: str = "bfloat16", log: Callable = print) -> Path:
     """Merge a LoRA/IA3 adapter into a full-precision base and save a 16-bit model with its manifest."""
     from .manifest import Manifest
