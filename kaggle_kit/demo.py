@@ -53,9 +53,12 @@ def step_tiny_base(ctx: DemoContext) -> dict:
     """The tiny Gemma-2 classifier and its BPE tokenizer, built offline into the workdir."""
     from kaggle_kit.tiny import build_tiny_base
 
+    from kaggle_kit.runtime.progress import quiet_known_warnings
+
     out = ctx.workdir / "tiny-base"
     if not (out / "config.json").exists():
-        build_tiny_base(out, num_labels=3, seed=ctx.settings["seed"])
+        with quiet_known_warnings():  # no "Writing model shards" bar in a log
+            build_tiny_base(out, num_labels=3, seed=ctx.settings["seed"])
     ctx.log("  tiny Gemma-2 sequence classifier (3 labels), byte-level BPE tokenizer")
     return {"base_model": str(out)}
 

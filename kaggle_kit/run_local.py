@@ -179,12 +179,6 @@ def notebook_inputs(nb: dict) -> dict:
 
 def _default_inputs(specs: dict, given: dict, log) -> dict:
     given = {k: Path(v).expanduser() for k, v in given.items()}
-    adapter = given.get("adapter")
-    if adapter is not None and adapter.is_dir() and not (adapter / "kit_manifest.json").is_file():
-        # said first: the notebook cannot predict without it, and the base is looked up through it
-        raise KitError(f"--inputs adapter={adapter}: no kit_manifest.json in that folder, so it is not a run folder from "
-                       f"`kit train` (files: {sorted(p.name for p in adapter.iterdir())[:8]}). Pass the run folder that "
-                       f"`kit train` wrote (it holds kit_manifest.json beside the adapter weights)")
     if "base" in specs and "base" not in given and "adapter" in given:
         manifest = given["adapter"] / "kit_manifest.json"
         try:
@@ -209,6 +203,12 @@ def prepare_root(specs: dict, given: dict, root: Path, out_dir: Path, log) -> di
     (root / "input").mkdir(parents=True, exist_ok=True)
     (root / "temp").mkdir(parents=True, exist_ok=True)
     missing = []
+    adapter = given.get("adapter")
+    if adapter is not None and adapter.is_dir() and not (adapter / "kit_manifest.json").is_file():
+        # listed first: the notebook cannot predict without it, and the base is found through it
+        missing.append(f"  - adapter: {adapter} has no kit_manifest.json, so it is not a run folder of `kit train` "
+                       f"(files: {sorted(p.name for p in adapter.iterdir())[:8]}); pass the folder `kit train` wrote "
+                       f"(kit_manifest.json beside the adapter weights)")
     for role, spec in specs.items():
         rel = spec["paths"][0]
         target = root / rel
@@ -235,7 +235,7 @@ def prepare_root(specs: dict, given: dict, root: Path, out_dir: Path, log) -> di
         mapped[role] = local
         log(f"inputs: {role:<12} /kaggle/{rel} -> {local}")
     if missing:
-        raise KitError("missing input(s) for this notebook:\n" + "\n".join(missing))
+        raise KitError("missing or unusable input(s) for this notebook:\n" + "\n".join(missing))
     for role in sorted(set(given) - set(specs)):  # no recorded roles: mount as input/<role>
         local = given[role].resolve()
         (root / "input" / role).symlink_to(local, target_is_directory=local.is_dir())

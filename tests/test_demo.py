@@ -27,3 +27,15 @@ def test_run_demo_small(tmp_path):
     assert submission[0] == "id,winner_model_a,winner_model_b,winner_tie" and len(submission) == 16
     test_ids = [line.split(",")[0] for line in Path(artifacts["test_csv"]).read_text().splitlines()[1:]]
     assert [line.split(",")[0] for line in submission[1:]] == test_ids
+
+
+def test_demo_help_lists_every_step():
+    from click.testing import CliRunner
+
+    from kaggle_kit.cli import main
+    from kaggle_kit.demo import STEPS
+
+    out = CliRunner().invoke(main, ["demo", "--help"]).output
+    for i, (name, _) in enumerate(STEPS, 1):
+        assert f"{i}. {name}" in out, out
+    assert f"Steps ({len(STEPS)})" in out

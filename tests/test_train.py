@@ -24,6 +24,7 @@ FAST = ["prompt.max_length=64", "train.batch_size=8", "train.eval_batch_size=32"
 EXPECTED_FILES = {
     "adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json",
     "kit_manifest.json", "metrics.json", "oof.csv", "confusion_matrix.png", "curves.png",
+    "calibration.png",  # the task metric (log loss by default) scores probabilities
 }
 
 

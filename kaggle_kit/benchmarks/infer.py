@@ -11,6 +11,8 @@ arithmetic); ``inplace_attention=False`` measures sorting and packing alone.
 """
 from __future__ import annotations
 
+from kaggle_kit.runtime.progress import quiet_known_warnings
+
 import os
 import time
 
@@ -50,6 +52,7 @@ def seeds_loop(model, tokenizer, encoder, rows, batch: int = BASELINE_BATCH, bar
     return np.concatenate(out), real, padded
 
 
+@quiet_known_warnings()  # the listed harmless library warnings only, only during the bench
 def run_bench(rows: int = 300, max_length: int = 1024, batch_tokens: int = None, max_batch_rows: int = None,
               seed: int = 0, threads: int = None, inplace_attention: bool = True, rounds: int = 2, log=None,
               progress: bool = True) -> dict:

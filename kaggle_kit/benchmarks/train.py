@@ -16,6 +16,8 @@ of tokens/s is the ratio of wall times. Padded tokens are reported too.
 """
 from __future__ import annotations
 
+from kaggle_kit.runtime.progress import quiet_known_warnings
+
 import os
 import tempfile
 import time
@@ -46,6 +48,7 @@ def _side_rates(name: str, side: dict) -> str:
             f"{side['rows'] / c if c > 0 else float('nan'):,.2f} rows/CPU-s")
 
 
+@quiet_known_warnings()  # the listed harmless library warnings only, only during the bench
 def run_bench(model: str = "tiny", rows: int = 96, max_length: int = 1024, batch_size: int = 8, steps: int = 0,
               seed: int = 0, warmup_steps: int = 1, log=print, progress_every: float = 15.0) -> dict:
     """Train both ways; returns tokens/s of each, their ratio, padding shares and the setup.
