@@ -11,12 +11,12 @@ arithmetic); ``inplace_attention=False`` measures sorting and packing alone.
 """
 from __future__ import annotations
 
-from kaggle_kit.runtime.progress import quiet_known_warnings
-
 import os
 import time
 
 import numpy as np
+
+from kaggle_kit.runtime.progress import quiet_known_warnings
 
 BASELINE_BATCH = 8
 TARGETS = {"speedup": 2.5, "engine_padding_share": 0.02, "max_abs_prob_diff": 1e-4}

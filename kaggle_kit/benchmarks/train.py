@@ -16,12 +16,12 @@ of tokens/s is the ratio of wall times. Padded tokens are reported too.
 """
 from __future__ import annotations
 
-from kaggle_kit.runtime.progress import quiet_known_warnings
-
 import os
 import tempfile
 import time
 from pathlib import Path
+
+from kaggle_kit.runtime.progress import quiet_known_warnings
 
 
 def _batches(n: int, batch_size: int, lengths: list, grouped: bool, seed: int) -> list:
