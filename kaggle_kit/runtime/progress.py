@@ -86,7 +86,9 @@ def duration(seconds: Optional[float]) -> str:
 
 
 def _plural(unit: str) -> str:
-    return unit if unit.endswith("s") or not unit else unit + "s"
+    if not unit or unit.endswith("s"):
+        return unit
+    return unit + ("es" if unit.endswith(("x", "ch", "sh")) else "s")
 
 
 class Progress:

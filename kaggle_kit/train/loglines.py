@@ -139,7 +139,7 @@ def make_callback(log: Callable[[str], None], metric: str = "", val_rows: int = 
 
         def _close_eval_bar(self):
             if self.eval_bar is not None:
-                self.eval_bar.close()
+                self.eval_bar.close(summary=False)  # the [eval] line follows
                 self.eval_bar = None
 
         def on_predict(self, args, state, control, metrics=None, **kw):
