@@ -562,9 +562,9 @@ PRESETS: dict[str, dict] = {
     },
     "sft": {
         "model": {"name": "google/gemma-7b"},
-        "task": {"kind": "sft", "labels": [], "metric": "log_loss"},
+        "task": {"kind": "sft", "labels": []},
         "data": {"train": "data/train.jsonl", "test": "data/test.jsonl", "format": "instructions", "group_by_prompt": False},
-        "prompt": {"max_length": 1024, "truncation": "per_component"},
+        "prompt": {"template": "auto", "max_length": 1024},
         "quantization": {"mode": "4bit"},
         "peft": {"method": "lora", "r": 128, "alpha": 256.0, "targets": ["all-linear"]},
         "train": {"optimizer": "paged_adamw_32bit", "scheduler": "cosine", "warmup_ratio": 0.03, "max_grad_norm": 0.3, "output": "runs/sft", "early_stopping_patience": 3},
@@ -597,9 +597,24 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
-def _write_table(lines: list[str], header: str, obj: Any) -> None:
+# Settings a task kind never reads: `kit init` leaves them out of its kit.toml (a file that shows
+# `metric = "log_loss"` for instruction tuning would claim something that does not happen).
+UNUSED_BY_KIND = {
+    "sft": {
+        "task": {"labels", "metric"},
+        "data": {"text_columns", "label_columns", "skip_bad_rows"},
+        "prompt": {"truncation", "shares", "head_fraction"},
+        "train": {"metric_for_best", "swap_augment"},
+        "inference": {"tta", "budget_minutes", "devices"},
+    },
+}
+
+
+def _write_table(lines: list[str], header: str, obj: Any, skip: frozenset = frozenset()) -> None:
     lines.append(f"[{header}]")
     for f in dataclasses.fields(obj):
+        if f.name in skip:
+            continue
         help_text = f.metadata.get("help", "")
         choices = f.metadata.get("choices")
         if choices:
@@ -620,7 +635,7 @@ def render_toml(cfg: KitConfig, preset: str | None = None) -> str:
         value = getattr(cfg, f.name)
         lines.append(f"# ---- {f.metadata.get('help', '')}")
         if dataclasses.is_dataclass(value):
-            _write_table(lines, f.name, value)
+            _write_table(lines, f.name, value, frozenset(UNUSED_BY_KIND.get(cfg.task.kind, {}).get(f.name, ())))
         else:
             if not value:
                 lines.append(f"# [{f.name}.NAME] tables; see `kit init --preset lmsys` for an example.")

@@ -2,8 +2,7 @@
 
 No credentials, no GPU, no network. :func:`run_demo` runs :data:`STEPS` in order; each step is a
 function ``step(ctx) -> dict of artifact name -> path`` that reads what earlier steps left in
-``ctx`` (a :class:`DemoContext`) and adds its own. Later steps (training, prediction, rendering,
-running the notebook locally) are appended to :data:`STEPS` by the modules that provide them.
+``ctx`` (a :class:`DemoContext`) and adds its own. ``kit demo --help`` lists :data:`STEPS`.
 """
 from __future__ import annotations
 
@@ -54,9 +53,12 @@ def step_tiny_base(ctx: DemoContext) -> dict:
     """The tiny Gemma-2 classifier and its BPE tokenizer, built offline into the workdir."""
     from kaggle_kit.tiny import build_tiny_base
 
+    from kaggle_kit.runtime.progress import quiet_known_warnings
+
     out = ctx.workdir / "tiny-base"
     if not (out / "config.json").exists():
-        build_tiny_base(out, num_labels=3, seed=ctx.settings["seed"])
+        with quiet_known_warnings():  # no "Writing model shards" bar in a log
+            build_tiny_base(out, num_labels=3, seed=ctx.settings["seed"])
     ctx.log("  tiny Gemma-2 sequence classifier (3 labels), byte-level BPE tokenizer")
     return {"base_model": str(out)}
 
@@ -142,7 +144,7 @@ def step_train(ctx: DemoContext) -> dict:
     final = result.metrics.get("final", {})
     ctx.log(f"  validation: log_loss {final.get('log_loss', float('nan')):.4f}, accuracy {final.get('accuracy', float('nan')):.3f}")
     out = {"run_dir": str(result.output_dir)}
-    for name in ("metrics.json", "confusion_matrix.png", "curves.png", "kit_manifest.json"):
+    for name in ("metrics.json", "confusion_matrix.png", "curves.png", "calibration.png", "kit_manifest.json"):
         if (Path(result.output_dir) / name).exists():
             out[name.replace(".", "_")] = str(Path(result.output_dir) / name)
     return out

@@ -244,7 +244,7 @@ def inspect_file(
         "plot": None,
     }
     if plot:
-        report["plot"] = str(write_length_plot(plot, lengths, names, full_total, int(max_length), unit, Path(path).name))
+        report["plot"] = str(write_length_plot(plot, lengths, names, full_total, int(max_length), unit, Path(path).name, tok_name))
     return report
 
 
@@ -267,8 +267,14 @@ def _reason_kind(reason: str) -> str:
     return reason.strip()
 
 
-def write_length_plot(out, lengths, names, totals, max_length: int, unit: str, title: str) -> Path:
-    """Histogram PNG: per-component lengths (log bins) and whole-example lengths against max_length."""
+def write_length_plot(out, lengths, names, totals, max_length: int, unit: str, title: str, tokenizer: str = "") -> Path:
+    """Histogram PNG: per-component lengths and whole-example lengths (log-spaced bins).
+
+    Components are drawn as outlines in distinct colours and line styles (response A and B overlap
+    almost exactly on real data; filled bars would merge into one colour). The x range spans the
+    data, not 1..max. The ``max_length`` line is drawn only when lengths are in tokens: a character
+    count says nothing about a token budget.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -277,26 +283,41 @@ def write_length_plot(out, lengths, names, totals, max_length: int, unit: str, t
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    top = max(2, int(lengths.max()) if lengths.size else 2, int(totals.max()) if totals.size else 2)
-    bins = np.logspace(0, np.log10(top + 1), 40)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+
+    def log_bins(values, extra=()):
+        """40 log-spaced bins over the data's own range (no empty decades on the left)."""
+        pos = [int(v) for v in values if v > 0] + [int(v) for v in extra]
+        lo, hi = (max(1, min(pos)), max(2, max(pos))) if pos else (1, 2)
+        return np.logspace(np.log10(lo / 1.1), np.log10(hi * 1.1), 40)
+
+    comp_bins = log_bins(lengths.ravel() if lengths.size else [])
+    total_bins = log_bins(totals, [max_length] if unit == "tokens" else [])
+    styles = [("tab:blue", "-"), ("tab:orange", "--"), ("tab:green", ":"), ("tab:red", "-.")]
     for i, name in enumerate(names):
-        axes[0].hist(np.maximum(lengths[:, i], 1), bins=bins, alpha=0.5, label=name)
-    axes[0].set_xscale("log")
-    axes[0].set_xlabel(f"{unit} per component")
-    axes[0].set_ylabel("rows")
-    axes[0].legend()
-    axes[0].set_title("component lengths")
-    axes[1].hist(np.maximum(totals, 1), bins=bins, color="grey")
-    axes[1].axvline(max_length, color="red", linestyle="--", label=f"max_length {max_length}")
-    axes[1].set_xscale("log")
-    axes[1].set_xlabel(f"{unit} per example (markers and specials included)")
-    share = float((totals > max_length).mean()) if totals.size else 0.0
-    axes[1].set_title(f"whole examples: {share:.1%} over max_length")
-    axes[1].legend()
-    fig.suptitle(title)
+        color, ls = styles[i % len(styles)]
+        axes[0].hist(np.clip(lengths[:, i], comp_bins[0], None), bins=comp_bins, histtype="step", linewidth=1.8,
+                     color=color, linestyle=ls, label=name)
+    counted = f"{unit} ({tokenizer} tokenizer)" if unit == "tokens" and tokenizer else unit
+    for ax, bins in ((axes[0], comp_bins), (axes[1], total_bins)):
+        ax.set_xscale("log")
+        ax.set_xlim(bins[0], bins[-1])
+        ax.set_ylabel("rows")
+    axes[0].set_xlabel(f"{unit} per component (log scale)")
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("Component lengths", fontsize=10)
+    axes[1].hist(np.clip(totals, total_bins[0], None), bins=total_bins, color="grey")
+    axes[1].set_xlabel(f"{unit} per example, with markers (log scale)")
+    if unit == "tokens":
+        axes[1].axvline(max_length, color="red", linestyle="--", label=f"max_length {max_length}")
+        share = float((totals > max_length).mean()) if totals.size else 0.0
+        axes[1].set_title(f"Whole examples: {share:.1%} over max_length {max_length}", fontsize=10)
+        axes[1].legend(fontsize=8)
+    else:
+        axes[1].set_title("Whole examples (no max_length line: pass --tokenizer)", fontsize=10)
+    fig.suptitle(f"{title}: lengths in {counted}")
     fig.tight_layout()
-    fig.savefig(out, dpi=80)
+    fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
 
@@ -323,8 +344,12 @@ def format_report(report: dict, max_problems: int = 10) -> str:
     for name, st in report["lengths"].items():
         lines.append(f"  {name:<14}{st['p50']:>8}{st['p90']:>8}{st['p99']:>8}{st['max']:>9}")
     lines.append("")
-    lines.append(f"truncation at max_length {report['max_length']} ({report['overhead']} {report['unit']} of markers/specials):")
-    for s, t in report["truncation"].items():
+    if report["unit"] != "tokens":  # max_length counts tokens; a character count cannot be held against it
+        lines.append(f"truncation: not measured (lengths are in characters; max_length {report['max_length']} counts tokens). "
+                     "Pass --tokenizer (the base model folder, or tiny) to see what each strategy cuts.")
+    else:
+        lines.append(f"truncation at max_length {report['max_length']} ({report['overhead']} {report['unit']} of markers/specials):")
+    for s, t in (report["truncation"].items() if report["unit"] == "tokens" else ()):
         cuts = ", ".join(f"{k} cut {v:.0%} kept {t['kept_share'][k]:.0%} ending kept {t['ending_kept_share'][k]:.0%}"
                          for k, v in t["cut_share"].items())
         lines.append(f"  {s:<14} {t['truncated_share']:>6.1%} of rows   {cuts}")

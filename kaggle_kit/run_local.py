@@ -203,6 +203,12 @@ def prepare_root(specs: dict, given: dict, root: Path, out_dir: Path, log) -> di
     (root / "input").mkdir(parents=True, exist_ok=True)
     (root / "temp").mkdir(parents=True, exist_ok=True)
     missing = []
+    adapter = given.get("adapter")
+    if adapter is not None and adapter.is_dir() and not (adapter / "kit_manifest.json").is_file():
+        # listed first: the notebook cannot predict without it, and the base is found through it
+        missing.append(f"  - adapter: {adapter} has no kit_manifest.json, so it is not a run folder of `kit train` "
+                       f"(files: {sorted(p.name for p in adapter.iterdir())[:8]}); pass the folder `kit train` wrote "
+                       f"(kit_manifest.json beside the adapter weights)")
     for role, spec in specs.items():
         rel = spec["paths"][0]
         target = root / rel
@@ -229,7 +235,7 @@ def prepare_root(specs: dict, given: dict, root: Path, out_dir: Path, log) -> di
         mapped[role] = local
         log(f"inputs: {role:<12} /kaggle/{rel} -> {local}")
     if missing:
-        raise KitError("missing input(s) for this notebook:\n" + "\n".join(missing))
+        raise KitError("missing or unusable input(s) for this notebook:\n" + "\n".join(missing))
     for role in sorted(set(given) - set(specs)):  # no recorded roles: mount as input/<role>
         local = given[role].resolve()
         (root / "input" / role).symlink_to(local, target_is_directory=local.is_dir())
@@ -394,12 +400,15 @@ def _execute(spec_path: str) -> int:
 
     nb = nbformat.read(spec["notebook"], as_version=4)
     code_cells = sum(1 for c in nb.cells if c.cell_type == "code")
+    started = {"n": 0}
 
     class Client(NotebookClient):
         async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
             if cell.cell_type != "code":
                 return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
             t0 = time.monotonic()
+            started["n"] += 1
+            say(f"[cell {cell_index:>2}] started ({started['n']}/{code_cells} code cells)  {_first_line(cell.source)}")
             try:
                 return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
             finally:

@@ -319,6 +319,11 @@ def validate_report(cfg, root: str | os.PathLike = ".", folders: Iterable[str | 
     p, warnings = report.problems, report.warnings
     secrets = configured_secrets()
     who = _collect(p, md.owner, cfg)
+    if who is None:  # listed above; check the rest with a stand-in owner, so every other problem shows too
+        import copy
+
+        cfg = copy.deepcopy(cfg)
+        cfg.kaggle.username = who = "your-kaggle-username"
     if who is not None:
         p += _slug(who, "Kaggle user name", "kit.toml kaggle.username", md.OWNER_RE, "owner")
         if cfg.kaggle.competition:

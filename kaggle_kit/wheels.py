@@ -982,7 +982,7 @@ def _place(src: Path, dst: Path) -> None:
 def download(items: list[Resolved], profile: Profile, env: ImageEnv, progress: bool = True) -> dict:
     """Download each resolved wheel (pip download --no-deps, target options) into the cache;
     reuse cached files whose sha256 matches. Returns {name: path}."""
-    from tqdm.auto import tqdm
+    from kaggle_kit.runtime.progress import Progress
 
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -996,7 +996,8 @@ def download(items: list[Resolved], profile: Profile, env: ImageEnv, progress: b
             todo.append(it)
     if not todo:
         return files
-    bar = tqdm(total=len(todo), desc="downloading wheels", unit="wheel", disable=not progress)
+    # a bar on a terminal, a line every few seconds in CI and notebooks (runtime/progress.py)
+    bar = Progress(len(todo), "downloading wheels", "wheel", enabled=progress, interval=5.0)
     with tempfile.TemporaryDirectory(prefix="dl-", dir=cache) as tmp:
         # One pip process for all wheels (no deps: the set is already resolved); the bar moves as
         # pip starts on each package.
@@ -1014,7 +1015,7 @@ def download(items: list[Resolved], profile: Profile, env: ImageEnv, progress: b
                 started += 1
                 bar.set_postfix_str(line.split()[1] if line.startswith(("Collecting", "Processing")) else "")
         rc = proc.wait()
-        bar.update(len(todo) - bar.n)
+        bar.update(len(todo) - bar.done)
         bar.close()
         if rc != 0:
             raise WheelError(f"pip download failed (exit {rc}):\n{''.join(log)[-2000:]}")

@@ -149,3 +149,26 @@ def test_instance_version_takes_a_toml_integer_or_latest():
     assert cfg.instances["adapter"].version == "3"
     with pytest.raises(ConfigError, match="instances.adapter.version"):
         build_config(("kit.toml", {"instances": {"adapter": {"version": "v3"}}}))
+
+
+def test_sft_preset_writes_only_what_sft_reads(in_tmp):
+    """`kit init --preset sft`: no classification metric, labels, truncation or classifier template."""
+    import tomllib
+
+    from kaggle_kit.cli import main
+    from kaggle_kit.config import UNUSED_BY_KIND
+
+    res = CliRunner().invoke(main, ["init", "--preset", "sft", "--username", "alice"])
+    assert res.exit_code == 0, res.output
+    data = tomllib.loads((in_tmp / "kit.toml").read_text())
+    assert "metric" not in data["task"] and "labels" not in data["task"]
+    assert "metric_for_best" not in data["train"] and "truncation" not in data["prompt"]
+    assert data["prompt"]["template"] == "auto" and "kit-v1" not in (in_tmp / "kit.toml").read_text()
+    for section, names in UNUSED_BY_KIND["sft"].items():
+        assert not set(names) & set(data[section]), section
+    cfg = load_config("kit.toml", required=True)
+    assert cfg.task.kind == "sft" and cfg.prompt.max_length == 1024
+    # a classifier preset still writes all of them
+    res = CliRunner().invoke(main, ["init", "--preset", "lmsys", "--force"])
+    data = tomllib.loads((in_tmp / "kit.toml").read_text())
+    assert data["task"]["metric"] == "log_loss" and data["prompt"]["truncation"]

@@ -7,7 +7,9 @@ from pathlib import Path
 from kaggle_kit.demo import STEPS, run_demo
 
 
-def test_run_demo_small(tmp_path):
+def test_run_demo_small(tmp_path, capfd):
+    from test_logging import assert_clean
+
     lines = []
     artifacts = run_demo(tmp_path / "demo", log=lines.append, settings={"train_rows": 40, "test_rows": 15, "max_length": 128, "train_steps": 4})
     for key in ("train_csv", "test_csv", "base_model", "train_inspect_json", "train_lengths_png", "train_encoded", "test_encoded"):
@@ -27,3 +29,19 @@ def test_run_demo_small(tmp_path):
     assert submission[0] == "id,winner_model_a,winner_model_b,winner_tie" and len(submission) == 16
     test_ids = [line.split(",")[0] for line in Path(artifacts["test_csv"]).read_text().splitlines()[1:]]
     assert [line.split(",")[0] for line in submission[1:]] == test_ids
+    # what `make demo` shows: no raw Trainer dicts, no escape fragments, none of the listed warnings
+    out, err = capfd.readouterr()
+    assert_clean("\n".join(lines) + out + err)
+    assert any(line.strip().startswith("[train] step") for line in lines) and any("[eval]" in line for line in lines)
+
+
+def test_demo_help_lists_every_step():
+    from click.testing import CliRunner
+
+    from kaggle_kit.cli import main
+    from kaggle_kit.demo import STEPS
+
+    out = CliRunner().invoke(main, ["demo", "--help"]).output
+    for i, (name, _) in enumerate(STEPS, 1):
+        assert f"{i}. {name}" in out, out
+    assert f"Steps ({len(STEPS)})" in out

@@ -348,3 +348,41 @@ def test_merge_then_predict_from_merged_folder(untrained_adapter, lmsys_synth_te
     model, tok, manifest = loaded
     ref = predict_rows(model, tok, manifest, read_dataset(lmsys_synth_test).rows)
     assert np.abs(res.probabilities - ref).max() < 0.05  # 16-bit weights: close, not identical
+
+
+@pytest.mark.parametrize("adapter_format, test_format", [("lmsys", "wsdm"), ("wsdm", "lmsys")])
+def test_test_file_of_another_format_is_refused_before_weights_load(untrained_adapter, tmp_path, monkeypatch,
+                                                                     adapter_format, test_format):
+    """A WSDM parquet given to an LMSYS adapter (and the reverse): refused up front, both formats named."""
+    from kaggle_kit.runtime import modeling
+    from kaggle_kit.runtime.infer import predict_file
+    from kaggle_kit.runtime.problems import DataError
+    from kaggle_kit.synth import write_synth
+
+    def no_weights(*a, **k):
+        raise AssertionError("weights loaded before the format check")
+
+    monkeypatch.setattr(modeling, "load_for_inference", no_weights)
+    run = untrained_adapter if adapter_format == "lmsys" else _copy_adapter(
+        untrained_adapter, tmp_path / "run", task__format="wsdm", task__labels=["model_a", "model_b"])
+    suffix = ".parquet" if test_format == "wsdm" else ".csv"
+    test = write_synth(test_format, 12, tmp_path / f"test{suffix}", seed=4, test=True)
+    with pytest.raises(DataError) as exc:
+        predict_file(run, test, tmp_path / "s.csv", log=lambda *a: None, progress=False)
+    msg = str(exc.value)
+    assert f"'{test_format}' file" in msg and f"format '{adapter_format}'" in msg and "kit_manifest.json" in msg, msg
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_cli_predict_prints_one_wrote_line(untrained_adapter, lmsys_synth_test, tmp_path):
+    from click.testing import CliRunner
+
+    from kaggle_kit.cli import main
+
+    r = CliRunner().invoke(main, ["predict", "--adapter", str(untrained_adapter), "--data", str(lmsys_synth_test),
+                                  "--out", str(tmp_path / "s.csv"), "--config", str(tmp_path / "none.toml")])
+    assert r.exit_code == 0, r.output
+    text = r.output  # click 8.2+: stdout and stderr together
+    wrote = [ln for ln in text.splitlines() if "wrote" in ln]
+    assert len(wrote) == 1 and "rows/s" in wrote[0] and "fallback 0" in wrote[0], text
+    assert "predict: 120/120 rows (100%)" in text and "\r" not in text and "\x1b[" not in text

@@ -64,8 +64,13 @@ def test_cli_inspect_json_and_table(runner, lmsys_synth, tmp_path):
     assert data["rows"] == 240 and data["format"] == "lmsys" and data["max_length"] == 256
     assert isinstance(data["problems"], list)
     res = runner.invoke(main, ["data", "inspect", str(lmsys_synth), "--plot", str(tmp_path / "p.png")])
-    assert res.exit_code == 0 and "per_component" in res.output and "winner_model_a" in res.output
+    assert res.exit_code == 0 and "winner_model_a" in res.output
+    # characters cannot be held against a token budget: no truncation table, a pointer to --tokenizer
+    assert "per_component" not in res.output and "truncation: not measured" in res.output and "--tokenizer" in res.output
     assert (tmp_path / "p.png").exists()
+    res = runner.invoke(main, ["data", "inspect", str(lmsys_synth), "--tokenizer", "tiny", "--max-length", "256"])
+    assert res.exit_code == 0 and "truncation at max_length 256" in res.output and "per_component" in res.output
+    assert "lengths in tokens (tiny)" in res.output
 
 
 def _write(path: Path, data) -> Path:

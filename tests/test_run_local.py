@@ -138,6 +138,19 @@ def test_missing_input_names_kaggle_path_and_key(tmp_path):
         run_notebook(nb, {"adaptr": str(tmp_path)}, tmp_path / "out", log=lambda s: None, network="guard")
 
 
+def test_adapter_without_manifest_is_said_first(tmp_path):
+    """An adapter folder lacking kit_manifest.json: that comes first, before the base it would name."""
+    nb = _render_project(tmp_path)
+    adapter = tmp_path / "not-a-run"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(KitError) as exc:
+        run_notebook(nb, {"adapter": str(adapter)}, tmp_path / "out", log=lambda s: None, network="guard")
+    problems = [ln for ln in str(exc.value).splitlines() if ln.startswith("  - ")]
+    assert problems[0].startswith("  - adapter:") and "kit_manifest.json" in problems[0] and str(adapter) in problems[0]
+    assert any(p.startswith("  - base:") for p in problems[1:])  # the rest is still listed
+
+
 @pytest.mark.skipif(not (REPO / "kaggle_kit/runtime/infer.py").exists(), reason="runtime.infer.predict_file not there yet")
 def test_rendered_notebook_predicts_offline_on_cpu(tmp_path, untrained_adapter, lmsys_synth_test, tiny_base):
     from kaggle_kit.cli import main

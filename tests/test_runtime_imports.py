@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 RUNTIME = Path(__file__).resolve().parents[1] / "kaggle_kit" / "runtime"
-ALLOWED_THIRD_PARTY = {"numpy", "pandas", "sklearn", "torch", "transformers", "peft", "bitsandbytes"}
+# tqdm: a hard dependency of transformers (so on Kaggle's image); runtime/progress.py draws its bars
+# with it, on a terminal only, imported inside the function that draws one
+ALLOWED_THIRD_PARTY = {"numpy", "pandas", "sklearn", "torch", "transformers", "peft", "bitsandbytes", "tqdm"}
 HEAVY = {"torch", "transformers", "peft", "bitsandbytes", "sklearn"}
 NEWER_THAN_310 = {"tomllib", "wsgiref.types"}  # standard library only from Python 3.11
 STDLIB = set(getattr(sys, "stdlib_module_names", ())) - NEWER_THAN_310

@@ -24,6 +24,7 @@ FAST = ["prompt.max_length=64", "train.batch_size=8", "train.eval_batch_size=32"
 EXPECTED_FILES = {
     "adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json",
     "kit_manifest.json", "metrics.json", "oof.csv", "confusion_matrix.png", "curves.png",
+    "calibration.png",  # the task metric (log loss by default) scores probabilities
 }
 
 
@@ -80,7 +81,8 @@ def test_lora_run_folder_files_and_manifest(lora_run, tiny_base):
     assert "score" in adapter_cfg["modules_to_save"]
     # one line per evaluation, with metrics and throughput
     evals = [ln for ln in lines if ln.startswith("[eval]")]
-    assert len(evals) == 2 and all("samples/s" in ln and "tokens/s" in ln and "log_loss" in ln for ln in evals)
+    assert len(evals) == 2 and all("rows/s" in ln and "tokens/s" in ln and "log_loss" in ln for ln in evals)
+    assert all(ln.startswith("[train] step") and "samples/s" in ln for ln in lines if ln.startswith("[train] step"))
     hist = result.metrics["history"]
     assert [h["step"] for h in hist] == [3, 6]
     assert result.metrics["train"]["examples"] == 2 * result.metrics["rows"]["train"]  # A/B swaps added
@@ -249,7 +251,8 @@ def test_minilm_lora_multilabel(tmp_path, multilabel_csv):
     assert m.base_model["model_type"] == "bert" and set(m.peft["target_modules"]) == {"query", "key", "value"}
     assert "classifier" in json.loads((result.output_dir / "adapter_config.json").read_text())["modules_to_save"]
     names = {p.name for p in result.output_dir.iterdir()}
-    assert names == (EXPECTED_FILES - {"confusion_matrix.png", "tokenizer.json"}) | (names & {"tokenizer.json", "vocab.txt"})
+    # micro_f1 scores decisions, not probabilities: no calibration.png; multi-label: no confusion matrix
+    assert names == (EXPECTED_FILES - {"confusion_matrix.png", "tokenizer.json", "calibration.png"}) | (names & {"tokenizer.json", "vocab.txt"})
     with (result.output_dir / "oof.csv").open() as fh:
         header = next(csv.reader(fh))
     assert header == ["id", "fold", "label", "sports", "science", "music", "predicted"]

@@ -150,3 +150,18 @@ def test_dataset_checks_match_the_clients_limits():
     assert any("exactly one" in p for p in vd.check_dataset_metadata(two))
     private = dict(ok, isPrivate="yes")
     assert any("isPrivate" in p for p in vd.check_dataset_metadata(private))
+
+
+def test_empty_folder_lists_every_problem(tmp_path, monkeypatch):
+    """No kit.toml, no user name, and with a preset's kit.toml: the missing wheels, base and adapter too."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, out = run_kit("validate")
+    assert code == 1 and "kit.toml: not found" in out and "no Kaggle user name" in out, out
+    run_kit("init", "--preset", "lmsys")
+    code, out = run_kit("validate")
+    assert code == 1, out
+    assert "no Kaggle user name" in out and "kit build-wheels" in out and "runs/gemma2-lmsys" in out, out
+    assert int(out.split(" problem(s)")[0].split()[-1]) >= 4, out

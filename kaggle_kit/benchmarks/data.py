@@ -82,13 +82,14 @@ def load_bench_tokenizer(name: str = "tiny"):
 
 def run_bench(rows: int = 57_000, max_length: int = 2048, truncation: str = "per_component",
               tokenizer: str = "tiny", baseline_rows: int = 0, seed: int = 0, log=None,
-              parallel: bool | None = None, wrapper: bool = False) -> dict:
+              parallel: bool | None = None, wrapper: bool = False, progress_every: float = 15.0) -> dict:
     """Measure rows/s of ``Encoder.encode`` (batched) and ``encode_one`` per row on the same rows.
 
     ``baseline_rows`` (0 = all) times the baseline on the first rows only (it is slow); the rate is
     per row either way. Checks that both sides produce identical ids on the rows both encoded.
     ``wrapper`` also times one row at a time through the transformers tokenizer call (what the
     Encoder did before it called the Rust backend directly).
+    ``log`` gets each side's rows/s and rows per CPU-second so far every ``progress_every`` seconds.
     ``parallel`` sets TOKENIZERS_PARALLELISM for this run (the Rust tokenizer then spreads a batch
     over all cores; a one-text call gains nothing from it); None leaves the environment as it is.
     """
@@ -112,6 +113,7 @@ def run_bench(rows: int = 57_000, max_length: int = 2048, truncation: str = "per
     # The sides take turns slab by slab on the same rows, so on a shared machine they meet the
     # same load; only one slab of encoded rows is held at a time.
     slab = 2048
+    last = time.monotonic()
     truncated = longest = mismatched = 0
     batched_s = batched_cpu = single_s = single_cpu = w_s = w_cpu = 0.0
     for start in range(0, rows, slab):
@@ -136,6 +138,11 @@ def run_bench(rows: int = 57_000, max_length: int = 2048, truncation: str = "per
             w_s += time.perf_counter() - t0
             w_cpu += time.process_time() - c0
             mismatched += sum(1 for a, b in zip(single, via_wrapper) if a.input_ids != b.input_ids)
+        if time.monotonic() - last >= progress_every and start + slab < rows:  # each side's rates so far
+            last = time.monotonic()
+            done, base_done = start + len(chunk), min(n_base, start + len(chunk))
+            log(f"  {done:,}/{rows:,} rows | batched {done / batched_s:,.0f} rows/s {done / max(batched_cpu, 1e-9):,.0f} rows/CPU-s"
+                + (f" | one at a time {base_done / single_s:,.0f} rows/s {base_done / max(single_cpu, 1e-9):,.0f} rows/CPU-s" if single_s else ""))
     log(f"batched: {rows} rows in {batched_s:.1f}s (CPU {batched_cpu:.1f}s)")
     log(f"one row at a time: {n_base} rows in {single_s:.1f}s (CPU {single_cpu:.1f}s)")
     wrapper_result = {}

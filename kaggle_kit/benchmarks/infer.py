@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from kaggle_kit.runtime.progress import quiet_known_warnings
+
 BASELINE_BATCH = 8
 TARGETS = {"speedup": 2.5, "engine_padding_share": 0.02, "max_abs_prob_diff": 1e-4}
 
@@ -32,8 +34,8 @@ def _manifest(max_length: int):
     )
 
 
-def seeds_loop(model, tokenizer, encoder, rows, batch: int = BASELINE_BATCH) -> tuple:
-    """(probabilities, real tokens, padded tokens) the seeds' way."""
+def seeds_loop(model, tokenizer, encoder, rows, batch: int = BASELINE_BATCH, bar=None) -> tuple:
+    """(probabilities, real tokens, padded tokens) the seeds' way. ``bar``: a Progress (rows)."""
     import torch
 
     out, real, padded = [], 0, 0
@@ -45,12 +47,20 @@ def seeds_loop(model, tokenizer, encoder, rows, batch: int = BASELINE_BATCH) -> 
             real += sum(len(x) for x in ids)
             padded += b["input_ids"].numel()
             out.append(model(**b).logits.softmax(-1).float().cpu().numpy())
+            if bar is not None:
+                bar.update(len(ids))
     return np.concatenate(out), real, padded
 
 
+@quiet_known_warnings()  # the listed harmless library warnings only, only during the bench
 def run_bench(rows: int = 300, max_length: int = 1024, batch_tokens: int = None, max_batch_rows: int = None,
-              seed: int = 0, threads: int = None, inplace_attention: bool = True, rounds: int = 2, log=None) -> dict:
+              seed: int = 0, threads: int = None, inplace_attention: bool = True, rounds: int = 2, log=None,
+              progress: bool = True) -> dict:
+    """Both sides on the same rows in ABBA rounds; ``log`` gets a progress line per side as it goes
+    (rows/s and rows per CPU-second; a bar on a terminal) and a summary line after each side."""
     import torch
+
+    from kaggle_kit.runtime.progress import Progress, cpu_rates
 
     from kaggle_kit.benchmarks.data import lmsys_like_rows
     from kaggle_kit.runtime.infer import EngineReport, predict_rows
@@ -75,22 +85,33 @@ def run_bench(rows: int = 300, max_length: int = 1024, batch_tokens: int = None,
     # ABBA rounds: the machine's load drifts (shared cores), so each side runs in both positions
     base_s = eng_s = base_cpu = eng_cpu = 0.0
     rep = EngineReport(decisions=[])
-    for r in range(max(1, int(rounds))):
+    n_rounds = max(1, int(rounds))
+    show = progress and log is not None
+    for r in range(n_rounds):
         for side in (("baseline", "engine") if r % 2 == 0 else ("engine", "baseline")):
+            name = "seeds' loop" if side == "baseline" else "engine"
             t, c = time.perf_counter(), time.process_time()
+            with cpu_rates():  # rows per CPU-second beside rows/s, as each side goes
+                if side == "baseline":
+                    bar = Progress(rows, f"round {r + 1}/{n_rounds} {name}", "row", log=log) if show else None
+                    base_probs, base_real, base_padded = seeds_loop(model, tok, encoder, data, bar=bar)
+                    if bar is not None:
+                        bar.close(summary=False)
+                else:
+                    rep = EngineReport(decisions=[])
+                    log(f"round {r + 1}/{n_rounds} {name}: {rows} rows") if show else None
+                    probs = predict_rows(model, tok, manifest, data, batch_tokens=batch_tokens, max_batch_rows=max_batch_rows,
+                                         report=rep, inplace_attention=inplace_attention, progress=show, log=log if show else None)
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
             if side == "baseline":
-                base_probs, base_real, base_padded = seeds_loop(model, tok, encoder, data)
-                base_s += time.perf_counter() - t
-                base_cpu += time.process_time() - c
+                base_s, base_cpu = base_s + wall, base_cpu + cpu
             else:
-                rep = EngineReport(decisions=[])
-                probs = predict_rows(model, tok, manifest, data, batch_tokens=batch_tokens, max_batch_rows=max_batch_rows,
-                                     report=rep, inplace_attention=inplace_attention)
-                eng_s += time.perf_counter() - t
-                eng_cpu += time.process_time() - c
-            log(f"round {r + 1}: {side} done ({time.perf_counter() - t:.1f}s)")
+                eng_s, eng_cpu = eng_s + wall, eng_cpu + cpu
+            log(f"round {r + 1}/{n_rounds} {name}: {rows} rows in {wall:.1f}s | {rows / wall:,.2f} rows/s | "
+                f"{rows / cpu if cpu > 0 else float('nan'):,.2f} rows/CPU-s")
     n_runs = rows * max(1, int(rounds))
-    log(f"seeds' loop: {n_runs / base_s:.2f} rows/s; engine: {n_runs / eng_s:.2f} rows/s")
+    log(f"seeds' loop: {n_runs / base_s:.2f} rows/s ({n_runs / base_cpu:.2f} rows/CPU-s); "
+        f"engine: {n_runs / eng_s:.2f} rows/s ({n_runs / eng_cpu:.2f} rows/CPU-s)")
 
     diff = float(np.abs(probs - base_probs).max())
     result = {

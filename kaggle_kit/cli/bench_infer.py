@@ -54,8 +54,10 @@ def bench_infer(rows, max_length, batch_tokens, max_batch_rows, threads, stock_a
         return
     click.echo(f"rows: {r['rows']} (mean {r['mean_tokens']} tokens, max_length {r['max_length']})  "
                f"threads: {r['torch_threads']}  load average: {r['load_average']}")
-    click.echo(f"  seeds' loop  {r['baseline_rows_per_s']:>8.2f} rows/s   padding {r['baseline_padding_share']:.1%}")
-    click.echo(f"  engine       {r['engine_rows_per_s']:>8.2f} rows/s   padding {r['engine_padding_share']:.1%}"
+    click.echo(f"  seeds' loop  {r['baseline_rows_per_s']:>8.2f} rows/s {r['baseline_rows_per_cpu_s']:>8.2f} rows/CPU-s   "
+               f"padding {r['baseline_padding_share']:.1%}")
+    click.echo(f"  engine       {r['engine_rows_per_s']:>8.2f} rows/s {r['engine_rows_per_cpu_s']:>8.2f} rows/CPU-s   "
+               f"padding {r['engine_padding_share']:.1%}"
                f"   ({'in-place' if r['engine_inplace_attention'] else 'stock'} eager attention)")
     click.echo(f"  speedup      {r['speedup']:>8.2f}x (target >= {r['targets']['speedup']})")
     click.echo(f"  max |Δp|     {r['max_abs_prob_diff']:.2e} (target <= {r['targets']['max_abs_prob_diff']})")

@@ -38,7 +38,8 @@ def bench_train(model, rows, max_length, batch_size, steps, seed, as_json):
                f"mean tokens/example: {r['mean_tokens']:.0f}  threads: {r['threads']}")
     for name, key in (("fixed padding to max_length", "fixed"), ("kit: length-grouped dynamic", "kit")):
         s = r[key]
-        click.echo(f"  {name:<30} {s['tokens_per_s']:>9,.0f} tokens/s  ({s['seconds']} s, {s['steps']} steps, "
+        per_cpu = f"{s['rows_per_cpu_s']:,.2f} rows/CPU-s, " if s.get("rows_per_cpu_s") else ""
+        click.echo(f"  {name:<30} {s['tokens_per_s']:>9,.0f} tokens/s  ({per_cpu}{s['seconds']} s, {s['steps']} steps, "
                    f"padding {s['padding_share']:.1%})")
     click.echo(f"  ratio                          {r['ratio']:>9.2f}x  (target >= {r['target_ratio']}: "
                f"{'met' if r['meets_target'] else 'NOT met'})")

@@ -11,16 +11,7 @@ from kaggle_kit.cli.options import friendly_errors
 @click.option("--rows", type=click.IntRange(10), default=None, help="Training rows to synthesize (default 600).")
 @friendly_errors
 def demo(workdir, rows):
-    """Run the whole local journey on the embedded default: no credentials, no GPU, no network.
-
-    Synthesizes LMSYS-format train/test files, inspects them (JSON report + length histogram),
-    builds the tiny base model and encodes the model inputs; prints where every artifact is.
-
-    \b
-    Examples:
-      kit demo --workdir demo-run
-      make demo
-    """
+    # the help text is built from kaggle_kit.demo.STEPS below (one line per step, never out of date)
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,3 +21,19 @@ def demo(workdir, rows):
     artifacts = run_demo(workdir, log=click.echo, settings=settings)
     click.echo("")
     click.echo(f"Done: {len(artifacts)} artifacts under {workdir} (listed in {workdir}/artifacts.json)")
+
+
+def _help() -> str:
+    """The command's help: every step of :data:`kaggle_kit.demo.STEPS`, in order (stdlib-only import)."""
+    from kaggle_kit.demo import STEPS
+
+    steps = "\n".join(f"  {i}. {name}" for i, (name, _) in enumerate(STEPS, 1))
+    return (
+        "Run the whole local journey on the embedded default: no credentials, no GPU, no network.\n\n"
+        f"Steps ({len(STEPS)}), each printing where its artifacts are:\n\n\b\n{steps}\n\n"
+        "Time depends on the CPU and on what else runs on it (see the README for measured figures).\n\n"
+        "\b\nExamples:\n  kit demo --workdir demo-run\n  make demo"
+    )
+
+
+demo.help = _help()

@@ -86,9 +86,7 @@ def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, t
     if as_json:
         echo_json(result.to_dict())
         return
-    click.echo(f"wrote {result.out_path}: {result.rows} rows ({result.style}) in {result.seconds:.1f}s "
-               f"({result.rows_per_second:.1f} rows/s after {result.load_seconds:.1f}s loading; padding {result.padding_share:.1%}; "
-               f"truncated {result.truncated_rows}; TTA {result.tta_rows}; fallback {result.fallback_rows})")
+    # the runtime's one "wrote …" line (rows, rate, padding, truncation, TTA, fallback) went to the log
     if result.sample:
         click.echo(f"checked against the sample {result.sample} (the log says what was compared)")
     if result.metrics:
@@ -145,8 +143,7 @@ def _predict_ensemble(members, weights, combine, parts, data, out, base, budget_
         state = "reused saved part" if m["reused"] else ("dropped (time budget)" if m["dropped"] else
                                                           f"{m.get('seconds', 0):.1f}s, fallback {m.get('fallback_rows', 0)}, TTA {m.get('tta_rows', 0)}")
         click.echo(f"  {m['name']:<24} weight {m['weight']:.3f}  {state}")
-    click.echo(f"wrote {result.out_path}: {result.rows} rows ({result.style}), {len(result.members)} member(s) combined by "
-               f"{result.combine} in {result.seconds:.1f}s; parts in {result.parts_dir}")
+    # the runtime's one "wrote …" line (members, combine, parts folder) went to the log
 
 
 @click.command("merge")

@@ -75,6 +75,9 @@ def validate(config_path, overrides, folders, as_json):
             report.problems += check_folder(Path(folder), secrets, report.warnings, cfg.kaggle.extra_machine_shapes)
     else:
         report = validate_report(cfg, ".", folders)
+        if getattr(cfg, "_source", None) is None:  # an empty folder: say so among the problems
+            report.problems.insert(0, "kit.toml: not found in this folder (the checks used the defaults); run "
+                                      "`kit init --preset lmsys` (or another preset) here, or pass --config")
     if as_json:
         echo_json(report.to_dict())
     else:

@@ -32,6 +32,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .progress import quiet_known_warnings
 from .infer import SAFETY, EngineReport, degrade_steps, parse_tta, predict_rows, projected_seconds
 from .manifest import MANIFEST_NAME, CompatibilityError
 
@@ -539,6 +540,7 @@ def file_members(adapters: Sequence, weights, data_sha: str, *, base_path=None, 
     return members
 
 
+@quiet_known_warnings()  # the listed harmless library warnings only, only during the call
 def predict_ensemble_file(adapters: Sequence, data_path, out_path, *, weights=None, combine_method: str = "mean", base_path=None,
                           bases: Sequence = (), parts_dir=None, tta=None, budget_minutes=None, batch_tokens=None,
                           max_batch_rows=None, devices=None, quantization=None, log: Callable = print, progress: bool = True,
@@ -588,6 +590,7 @@ def predict_ensemble_file(adapters: Sequence, data_path, out_path, *, weights=No
         if not same["ids_compared"]:
             decide(f"{out_path} has the columns of the sample {sample_path}; ids not compared: it shares none of {data_path}'s ids")
     seconds = time.monotonic() - t0
-    log(f"wrote {out_path}: {len(ds.ids)} rows from {sum(1 for o in outcomes if not o['dropped'])} member(s) in {seconds:.1f}s")
+    log(f"wrote {out_path}: {len(ds.ids)} rows ({spec.style}) from {sum(1 for o in outcomes if not o['dropped'])} member(s) "
+        f"combined by {combine_method} in {seconds:.1f}s; parts in {parts_dir}")
     return EnsembleResult(Path(out_path), len(ds.ids), seconds, decisions, probs, list(ds.ids), members[0].manifest.labels,
                           spec.style, outcomes, combine_method, devs, str(parts_dir))

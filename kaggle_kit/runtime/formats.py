@@ -501,6 +501,7 @@ def read_dataset(
     seed: int = 42,
     require_labels: bool = False,
     label_join: str = "",
+    format_from: str = "",
 ) -> Dataset:
     """Read a competition file into a :class:`Dataset`.
 
@@ -509,6 +510,9 @@ def read_dataset(
     data are never dropped. ``label_join``: classification with several ``label_columns`` composes
     one class per row from them (joined by this string) instead of reading them as multi-label.
     CSV cells are read as the strings written: 'NA', 'null', 'None' are text, never missing values.
+    ``format_from`` (e.g. "the adapter's kit_manifest.json"): where a given ``format`` came from; the
+    file is then refused when its columns say it is another competition format (a WSDM file read
+    as LMSYS would only be "repaired" row by row into nonsense).
     """
     path = Path(path)
     problems: list = []
@@ -521,6 +525,8 @@ def read_dataset(
         format, detected = detect_format(columns, records)
     if format not in FORMATS:
         raise DataError(f"unknown format {format!r}; use one of: auto, {', '.join(FORMATS)}")
+    if format_from and not detected:
+        _refuse_other_format(path, format, format_from, columns, records)
     bad: list = []
     kind = "pairwise"
     if format in ("lmsys", "wsdm"):
@@ -557,6 +563,16 @@ def read_dataset(
         problems.append(Problem("", str(path), f"no id column {id_column!r} (columns: {columns[:12]}); rows are numbered "
                                                f"row0, row1, …; set data.id_column to the file's id column"))
     return Dataset(rows, format, kind, names, str(path), has_labels, problems, skipped, detected, id_column, columns)
+
+
+def _refuse_other_format(path: Path, format: str, format_from: str, columns: list, records: list) -> None:
+    """DataError when the file's columns say another competition format than ``format``."""
+    found, why = detect_format(columns, records)
+    if found != format and found != "classification" and format != "classification":
+        raise DataError(
+            f"{path} is a '{found}' file ({why}) but {format_from} says format '{format}'. "
+            f"Give a '{format}' file, or use a run trained on '{found}' data."
+        )
 
 
 def swap_permutation(label_names: list) -> list:

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .progress import quiet_known_warnings
 from .textmetrics import score_row, score_texts
 
 CHAT = "chat"
@@ -270,13 +271,12 @@ def _stop_criteria(tokenizer, stop_strings, prompt_width: int):
 
 
 def _progress(total: int, enabled: bool, desc: str):
+    """A bar on a terminal, plain lines in notebooks and logs (runtime/progress.py)."""
     if not enabled:
         return None
-    try:
-        from transformers.utils.logging import tqdm
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=total, desc=desc, unit="row")
+    from .progress import Progress
+
+    return Progress(total, desc, "row")
 
 
 def generate_texts(
@@ -398,6 +398,7 @@ def _write_table(path: Path, records: list, columns: list) -> None:
     os.replace(tmp, path)
 
 
+@quiet_known_warnings()  # the listed harmless library warnings only, only during the call
 def generate_file(
     adapter_dir,
     data_path,

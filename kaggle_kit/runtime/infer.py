@@ -27,6 +27,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .progress import quiet_known_warnings
 from .batching import TokenTable, choose_rows, order_batches, plan_batches
 
 DEFAULT_BATCH_TOKENS = 8192
@@ -76,10 +77,11 @@ def parse_devices(devices) -> list:
     return devices
 
 
-def _tqdm(**kwargs):
-    from transformers.utils.logging import tqdm
+def _tqdm(total, desc, unit="row", log=None, **_):
+    """A bar on a terminal, plain lines in notebooks and logs (runtime/progress.py)."""
+    from .progress import Progress
 
-    return tqdm(**kwargs)
+    return Progress(total, desc, unit, log=log)
 
 
 # --------------------------------------------------------------------------- the forward pass
@@ -414,7 +416,7 @@ def _predict_rows(model, tokenizer, manifest, rows, *, tta, batch_tokens, max_ba
     lengths = table.lengths.copy()
     clock = _Clock()
     done = np.zeros(n, dtype=bool)
-    bar = _tqdm(total=n, desc="predict", unit="row", disable=not progress, dynamic_ncols=True) if progress else None
+    bar = _tqdm(total=n, desc="predict", unit="row", log=log) if progress else None
     cap = max_length
     try:
         pending = np.arange(n, dtype=np.int64)
@@ -482,7 +484,7 @@ def _predict_rows(model, tokenizer, manifest, rows, *, tta, batch_tokens, max_ba
             sw = enc.encode(chosen, cap, swapped=True)
             sw_table = TokenTable([e.input_ids for e in sw])
             sw_batches = plan_batches(sw_table.lengths, batch_tokens, max_rows)
-            bar2 = _tqdm(total=len(chosen), desc="tta", unit="row", disable=not progress, dynamic_ncols=True) if progress else None
+            bar2 = _tqdm(total=len(chosen), desc="tta", unit="row", log=log) if progress else None
             try:
                 sw_out, sw_done, _ = run_batches(replicas, sw_table, sw_batches, pad_id, num_labels, multilabel=multilabel, clock=clock, deadline=deadline, bar=bar2)
             finally:
@@ -598,17 +600,19 @@ class PredictionResult:
         }
 
 
-def read_test_data(manifest, data_path, decide: Callable, require_ids: bool = True):
+def read_test_data(manifest, data_path, decide: Callable, require_ids: bool = True,
+                   format_from: str = "the run's kit_manifest.json (task.format)"):
     """The test file read as the manifest records it (format, id column, text/label columns; formats.Dataset);
     repairs go to ``decide``.
 
-    Raises DataError when the file lacks the run's id column (``require_ids``: a submission needs the
+    Raises DataError when the file's columns say another competition format than the manifest's
+    (``format_from`` names where that format came from), when the file lacks the run's id column (``require_ids``: a submission needs the
     test file's own ids) or an id appears more than once (one row per unique id).
     """
     from .formats import read_dataset
     from .problems import DataError
 
-    ds = read_dataset(data_path, manifest.task.get("format") or "auto", **_read_kwargs(manifest))
+    ds = read_dataset(data_path, manifest.task.get("format") or "auto", format_from=format_from, **_read_kwargs(manifest))
     if require_ids and not ds.has_id_column:
         raise DataError(f"{data_path}: no id column {ds.id_column!r} (the run's data.id_column); columns: {ds.columns[:12]}. "
                         f"A submission needs the test file's own ids: predict the competition's test file")
@@ -651,6 +655,7 @@ def load_replicas(adapter_dir, devices: list, *, base_path=None, quantization=No
     return replicas, tokenizer
 
 
+@quiet_known_warnings()  # the listed harmless library warnings only, only during the call
 def predict_file(
     adapter_dir,
     data_path,
@@ -690,7 +695,8 @@ def predict_file(
 
     adapter_dir = Path(adapter_dir)
     manifest = Manifest.load(adapter_dir)
-    ds = read_test_data(manifest, data_path, decide)
+    ds = read_test_data(manifest, data_path, decide,
+                        format_from=f"the adapter's manifest ({adapter_dir / 'kit_manifest.json'}, task.format)")
     ids = ds.ids
     labels = ds.label_names if ds.label_names else None
     merged = is_merged_folder(adapter_dir)
@@ -718,7 +724,10 @@ def predict_file(
             decide(f"{out_path} has the columns of the sample {sample_path}; ids not compared: the sample found beside "
                    f"{data_path} shares none of its ids (it belongs to another file; pass --sample to compare strictly)")
     seconds = time.monotonic() - t0
-    log(f"wrote {out_path}: {len(ids)} rows in {seconds:.1f}s ({rep.tokens:,} tokens, padding {rep.padding_share:.1%})")
+    run_s = seconds - load_s
+    log(f"wrote {out_path}: {len(ids)} rows ({spec.style}) in {seconds:.1f}s ({len(ids) / run_s if run_s > 0 else float('nan'):.1f} rows/s "
+        f"after {load_s:.1f}s loading; {rep.tokens:,} tokens, padding {rep.padding_share:.1%}; truncated {rep.truncated_rows}; "
+        f"TTA {rep.tta_rows}; fallback {rep.fallback_rows})")
     scores = _score_labelled(ds, probs, manifest, out_path, log) if ds.has_labels else {}
     return PredictionResult(
         out_path=Path(out_path), rows=len(ids), seconds=seconds, decisions=decisions, probabilities=probs, ids=ids,
@@ -768,6 +777,7 @@ def _score_labelled(ds, probs, manifest, out_path, log) -> dict:
     return flat
 
 
+@quiet_known_warnings()  # the listed harmless library warnings only, only during the call
 def merge_adapter(adapter_dir, out_dir, *, base_path=None, dtype: str = "bfloat16", log: Callable = print) -> Path:
     """Merge a LoRA/IA3 adapter into a full-precision base and save a 16-bit model with its manifest."""
     from .manifest import Manifest

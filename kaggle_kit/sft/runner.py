@@ -90,38 +90,18 @@ def _precision(cfg):
     return p
 
 
-def _loss_plot(history: list, path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover
-        return None
-    train = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
-    val = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h]
-    if not train and not val:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    if train:
-        ax.plot(*zip(*train), label="train loss")
-    if val:
-        ax.plot(*zip(*val), marker="o", label="validation loss")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (response tokens)")
-    ax.set_title("SFT loss")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SFTResult:
     """Fine-tune a causal LM on instruction data per ``cfg`` (a KitConfig with task.kind = 'sft').
 
     ``fold`` overrides ``data.fold`` (the held-out fold when ``data.val_fraction`` is 0).
     """
+    from kaggle_kit.runtime.progress import quiet_known_warnings
+
+    with quiet_known_warnings():  # only the listed harmless library warnings, only during this run
+        return _run_sft(cfg, log, fold, resume)
+
+
+def _run_sft(cfg, log, fold, resume) -> SFTResult:
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
@@ -222,10 +202,16 @@ def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SF
         model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_eval else None,
         data_collator=SFTCollator(pad_id), processing_class=tokenizer, callbacks=callbacks,
     )
+    from kaggle_kit.train.loglines import install, make_callback
+
+    kit_log = make_callback(log, "loss", len(val_ds) if has_eval else 0, val_ds.num_tokens if has_eval else 0)
+    install(trainer, kit_log)
     train_out = trainer.train()
     metrics = {"train_loss": float(train_out.training_loss), "steps": int(trainer.state.global_step),
                "epochs": float(trainer.state.epoch or 0.0)}
     if has_eval:
+        kit_log.phase = "final evaluation"
+        log(f"[final] {'best' if trainer.state.best_model_checkpoint else 'last'} checkpoint on {len(val_ds):,} validation rows -> metrics")
         ev = trainer.evaluate()
         metrics["eval_loss"] = float(ev["eval_loss"])
         metrics["perplexity"] = float(math.exp(min(ev["eval_loss"], 50.0)))
@@ -242,7 +228,10 @@ def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SF
     tokenizer.save_pretrained(out)
     history = list(trainer.state.log_history)
     (out / "log_history.json").write_text(json.dumps(history, indent=1) + "\n")
-    _loss_plot(history, out / "loss.png")
+    from kaggle_kit.train.plots import curves_png
+
+    if any("loss" in h or "eval_loss" in h for h in history):
+        curves_png(history, out / "loss.png", "loss")
     base_model = model.get_base_model()
     stops = list(cfg.inference.stop_strings) or default_stop_strings(template)
     manifest = Manifest(

@@ -8,7 +8,8 @@ the adapter, the Trainer. The run writes into ``<output>.partial/`` (checkpoints
 killed run never leaves a folder that looks complete.
 
 The finished folder holds: adapter_config.json, adapter_model.safetensors, the tokenizer files,
-kit_manifest.json, metrics.json, oof.csv, confusion_matrix.png (single-label), curves.png.
+kit_manifest.json, metrics.json, oof.csv, confusion_matrix.png (single-label), curves.png,
+calibration.png (probability-scored metrics such as log loss).
 """
 from __future__ import annotations
 
@@ -302,38 +303,6 @@ def _make_trainer_class():
     return KitTrainer
 
 
-def _eval_line_callback(log: Callable, val_tokens: int, metric: str):
-    from transformers import TrainerCallback
-
-    class EvalLine(TrainerCallback):
-        def __init__(self):
-            self.t0 = None
-            self.tok0 = 0
-            self.eval_time = 0.0
-
-        def on_train_begin(self, args, state, control, **kw):
-            self.t0 = time.perf_counter()
-            self.tok0 = state.num_input_tokens_seen
-
-        def on_evaluate(self, args, state, control, metrics=None, **kw):
-            if not state.is_world_process_zero or not metrics:
-                return
-            now = time.perf_counter()
-            runtime = float(metrics.get("eval_runtime", 0.0) or 0.0)
-            self.eval_time += runtime
-            train_time = max(now - (self.t0 or now) - self.eval_time, 1e-9)
-            train_tps = (state.num_input_tokens_seen - self.tok0) / train_time
-            shown = [k for k in ("eval_loss", f"eval_{metric}", "eval_accuracy", "eval_macro_f1", "eval_micro_f1") if k in metrics]
-            shown = list(dict.fromkeys(shown))
-            vals = " ".join(f"{k[5:]} {_fmt(metrics[k])}" for k in shown)
-            sps = metrics.get("eval_samples_per_second", 0.0)
-            tps = val_tokens / runtime if runtime > 0 else float("nan")
-            log(f"[eval] step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f} | {vals} | "
-                f"eval {sps:,.1f} samples/s {tps:,.0f} tokens/s | train {train_tps:,.0f} tokens/s")
-
-    return EvalLine()
-
-
 # --------------------------------------------------------------------------- main entry
 
 
@@ -355,7 +324,7 @@ def train_section_args(cfg) -> dict:
         seed=cfg.train.seed,
         train_sampling_strategy="group_by_length" if cfg.train.group_by_length else "random",
         remove_unused_columns=False,
-        disable_tqdm=False,
+        disable_tqdm=True,  # the kit's own lines and bars (train/loglines.py) replace the Trainer's
     )
 
 
@@ -368,7 +337,14 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
         from kaggle_kit.sft import run_sft
 
         return run_sft(cfg, log=log, fold=fold, resume=resume)
-    plan = plan_run(cfg, fold, resume, allow_kind_from_data)
+    from kaggle_kit.runtime.progress import quiet_known_warnings
+
+    with quiet_known_warnings():  # only the listed harmless library warnings, only during this run
+        plan = plan_run(cfg, fold, resume, allow_kind_from_data)
+        return _train(cfg, plan, resume, log)
+
+
+def _train(cfg, plan: Plan, resume: bool, log: Callable) -> TrainResult:
     rank0 = _rank() == 0
     say = log if rank0 else (lambda *a, **k: None)
 
@@ -473,16 +449,18 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
         dataloader_pin_memory=torch.cuda.is_available(),
         **_EXTRA_ARGS,
     )
-    last_metrics: dict = {}
+    eval_logits: dict = {}  # step -> validation logits of that evaluation (the final oof.csv reuses the best one's)
 
     def compute(ev):
         logits = ev.predictions[0] if isinstance(ev.predictions, tuple) else ev.predictions
         full = M.compute_metrics(logits, ev.label_ids, plan.multilabel, plan.labels, extra=(plan.metric,))
-        last_metrics.clear()
-        last_metrics.update(full)
+        eval_logits[trainer.state.global_step] = logits
         return M.scalar_metrics(full)
 
-    callbacks = [_eval_line_callback(say, val_sorted.num_tokens, plan.metric)]
+    from .loglines import final_line, install, make_callback
+
+    kit_log = make_callback(say, plan.metric, len(val_sorted), val_sorted.num_tokens)
+    callbacks = []
     if cfg.train.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     callbacks += list(_EXTRA_CALLBACKS)
@@ -490,6 +468,7 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
     Trainer = _make_trainer_class()
     trainer = Trainer(model=pm, args=args, train_dataset=train_ds, eval_dataset=val_sorted, data_collator=collator,
                       processing_class=tok, compute_metrics=compute, callbacks=callbacks)
+    install(trainer, kit_log)
     set_seed(cfg.train.seed)
     if plan.resume_from:
         say(f"resuming from {plan.resume_from}")
@@ -497,10 +476,7 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
     train_out = trainer.train(resume_from_checkpoint=plan.resume_from)
     train_time = time.perf_counter() - t0
 
-    # final predictions on the validation rows (best checkpoint loaded)
-    pred = trainer.predict(val_sorted)
-    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-    final = M.compute_metrics(logits, pred.label_ids, plan.multilabel, plan.labels, extra=(plan.metric,))
+    # the final evaluation: the best checkpoint's predictions on the validation rows -> oof.csv
     state = trainer.state
     best_step = None
     if state.best_model_checkpoint:
@@ -508,6 +484,15 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
             best_step = int(Path(state.best_model_checkpoint).name.split("-")[-1])
         except ValueError:
             best_step = None
+    if best_step is not None and best_step in eval_logits:
+        logits = eval_logits[best_step]  # the same weights were evaluated at that step: no second pass
+        say(final_line(best_step, len(val_sorted)) + " (predictions of that evaluation)")
+    else:  # e.g. a resumed run whose best evaluation happened before the restart
+        say(final_line(best_step, len(val_sorted)) + ": predicting the validation rows again")
+        logits = trainer.predict(val_sorted).predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+    final = M.compute_metrics(logits, [val_sorted.labels[i] for i in range(len(val_sorted))], plan.multilabel, plan.labels,
+                              extra=(plan.metric,))
     tokens = state.num_input_tokens_seen
     summary = {
         "fold": plan.fold, "n_folds": plan.n_folds, "metric": plan.metric, "best_step": best_step,
@@ -524,8 +509,9 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
         _write_run_folder(cfg, plan, pm, tok, spec, targets, quant, summary, logits, order, val_ds, state.log_history,
                           precision, best_step)
         _publish(plan.partial, plan.output, say)
-        say(f"done: {plan.output} | {plan.metric} {_fmt(final[plan.metric])} accuracy {_fmt(final['accuracy'])} "
-            f"| best step {best_step} | {summary['train']['tokens_per_s'] or 0:,.0f} train tokens/s")
+        shown = list(dict.fromkeys([plan.metric, "log_loss", "accuracy"]))  # each name once
+        say(f"done: {plan.output} | " + " ".join(f"{k} {_fmt(final[k])}" for k in shown if k in final)
+            + f" | best step {best_step} | {summary['train']['tokens_per_s'] or 0:,.0f} train tokens/s")
     trainer.accelerator.wait_for_everyone()
     return TrainResult(plan.output, summary, plan.fold, list(state.log_history), best_step)
 
@@ -567,6 +553,10 @@ def _write_run_folder(cfg, plan, pm, tok, spec, targets, quant, summary, logits,
         cm = M.confusion_matrix([val_ds.labels[i] for i in order], logits.argmax(axis=1), len(plan.labels))
         plots.confusion_matrix_png(cm, plan.labels, out / "confusion_matrix.png")
     plots.curves_png(log_history, out / "curves.png", plan.metric)
+    if {cfg.task.metric, plan.metric} & set(plots.PROBABILITY_METRICS):  # log loss rewards calibration
+        onehot = np.asarray([list(lab) for lab in val_ds.labels], dtype=np.float64) if plan.multilabel else \
+            np.eye(len(plan.labels))[np.asarray(val_ds.labels, dtype=np.int64)]
+        plots.calibration_png(unsorted, onehot, plan.labels, out / "calibration.png")
     base_path = plan.base_path
     config = plan.base_config
     Manifest(
