@@ -142,3 +142,21 @@ def _build_smollm2(folder: Path, name: str, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     plain.to(getattr(torch, SAVE_DTYPE)).save_pretrained(str(out))
     tok.save_pretrained(str(out))
+
+
+def named_base_for(adapter, log=None, causal: bool = False):
+    """The materialised folder of a run's named base ('smollm2', 'minilm', 'tiny') when the folder recorded in
+    its manifest is not on this machine (a run trained elsewhere); else None (the recorded path is used)."""
+    from kaggle_kit.runtime.manifest import Manifest
+    from kaggle_kit.runtime.modeling import is_merged_folder
+
+    try:
+        m = Manifest.load(adapter)
+    except (FileNotFoundError, ValueError):
+        return None  # the predictor reports it
+    bm = m.base_model or {}
+    if is_merged_folder(adapter) or (bm.get("path") and Path(bm["path"]).is_dir()) or not is_named(bm.get("name", "")):
+        return None
+    path = named_model_dir(bm["name"], num_labels=len(m.labels) or 3, causal=causal or m.kind == "sft", log=log)
+    (log or (lambda msg: None))(f"base: {bm['name']} from {path} (the recorded folder {bm.get('path') or '(none)'} is not here)")
+    return str(path)

@@ -55,6 +55,9 @@ def predict(adapter, data, out, base, budget_minutes, tta, batch_tokens, max_bat
 
     cfg = load(config_path, overrides).inference
     log = (lambda m: click.echo(m, err=True))
+    from kaggle_kit.models import named_base_for
+
+    base = base or named_base_for(adapter, log)
     result = predict_file(
         adapter, data, out, base_path=base,
         tta=tta or cfg.tta or None,
