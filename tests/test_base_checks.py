@@ -286,3 +286,54 @@ def test_peft_load_failure_is_an_error_line(recorded_adapter, lmsys_synth_test, 
     r = _kit("predict", "--adapter", run, "--data", lmsys_synth_test, "--out", tmp_path / "s.csv", "--no-progress")
     assert r.exit_code == 2, r.output
     assert "Error:" in r.output and "cannot" in r.output and "Traceback" not in r.output
+
+
+# --------------------------------------------------------------------------- kit bench quality (plumbing; the figures are in the README)
+
+def _hh_file(path: Path, n: int) -> Path:
+    """hh-rlhf-shaped pairs whose chosen answer is the shorter one in 3 of 4 rows."""
+    import gzip
+    import random
+
+    rng = random.Random(0)
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        for i in range(n):
+            prompt = f"\n\nHuman: question {i} about {rng.choice(['cats', 'tea', 'rain'])}?"
+            short, long = "Assistant: yes.", "Assistant: " + " ".join(rng.choice(["well", "maybe", "so"]) for _ in range(12))
+            good, bad = (short, long) if i % 4 else (long, short)
+            fh.write(json.dumps({"chosen": f"{prompt}\n\n{good}", "rejected": f"{prompt}\n\n{bad}"}) + "\n")
+    return path
+
+
+def test_bench_quality_scores_every_side_on_the_same_rows(tmp_path, kit_cache):
+    r = _kit("bench", "quality", "--model", "tiny", "--data", _hh_file(tmp_path / "hh.jsonl.gz", 48), "--steps", 2,
+             "--max-length", 48, "--val-fraction", 0.25, "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)  # stdout holds only the JSON (the Trainer's log dicts go to stderr)
+    assert set(out["figures"]) == {"trained", "untrained", "prior", "shorter_wins"}
+    n = out["split"]["test_rows"]
+    assert n == 12 and out["split"]["train_rows"] == 36
+    for name, f in out["figures"].items():
+        for metric in ("accuracy", "log_loss"):
+            m = f[metric]
+            assert m["n"] == n and m["ci95"][0] <= m["mean"] <= m["ci95"][1], (name, metric, m)
+    # the rule was right on 3 of 4 training rows; it is scored on held-out rows only
+    assert 0.6 < out["shorter_wins_train_accuracy"] < 0.9
+    assert abs(out["figures"]["prior"]["log_loss"]["mean"] - 0.693) < 0.05
+
+
+def test_bench_quality_names_a_missing_data_file(tmp_path):
+    r = _kit("bench", "quality", "--data", tmp_path / "nope.jsonl.gz")
+    assert r.exit_code == 2 and "nope.jsonl.gz" in r.output and "hh-rlhf" in r.output, r.output
+
+
+def test_mean_ci_and_scores():
+    from kaggle_kit.benchmarks.quality import mean_ci, score_probs
+
+    ci = mean_ci([1, 0, 1, 1])
+    assert ci["mean"] == 0.75 and ci["n"] == 4 and ci["ci95"][0] < 0.75 < ci["ci95"][1]
+    s = score_probs([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], [0, 1, 1])
+    assert abs(s["accuracy"]["mean"] - 2 / 3) < 1e-3
+    import math
+
+    assert abs(s["log_loss"]["mean"] - (-(math.log(0.9) + math.log(0.8) + math.log(0.4)) / 3)) < 1e-3

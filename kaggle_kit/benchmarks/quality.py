@@ -8,6 +8,9 @@ rows and a 95% confidence interval (normal approximation of the mean of per-row 
 accuracy is a mean of 0/1, log loss a mean of −log p):
 
 - ``trained``: the LoRA model after training (the run folder's final predictions);
+Held-out rows are predicted twice only: before the first step (``eval_on_start``) and at the end
+(``eval_steps`` beyond the last step, so no evaluation in between costs time).
+
 - ``untrained``: the same model before its first step (LoRA B = 0, seeded random head), evaluated
   by the Trainer's ``eval_on_start`` on the same rows;
 - ``prior``: the class frequencies of the training rows, for every row;
@@ -83,7 +86,7 @@ def bench_config(data: Path, output: Path, *, model: str, max_length: int, steps
         "peft": {"method": "lora", "r": 16, "alpha": 32.0, "targets": ["all-linear"], "freeze_layers": 0},
         "train": {"output": str(output), "max_steps": steps, "batch_size": batch_size, "eval_batch_size": 16,
                   "learning_rate": learning_rate, "warmup_steps": max(1, steps // 10), "scheduler": "cosine",
-                  "optimizer": "adamw_torch", "eval_steps": steps, "logging_steps": max(1, steps // 10),
+                  "optimizer": "adamw_torch", "eval_steps": steps + 1, "logging_steps": max(1, steps // 10),
                   "early_stopping_patience": 0, "swap_augment": False, "precision": "auto", "seed": seed,
                   "metric_for_best": "log_loss"},
     }
@@ -91,8 +94,8 @@ def bench_config(data: Path, output: Path, *, model: str, max_length: int, steps
 
 
 def run_quality(data: Optional[Path] = None, output: Optional[Path] = None, *, model: str = "smollm2",
-                max_length: int = 128, steps: int = 100, batch_size: int = 8, learning_rate: float = 2e-4,
-                val_fraction: float = 0.25, seed: int = 0, log: Callable = print) -> dict:
+                max_length: int = 96, steps: int = 60, batch_size: int = 8, learning_rate: float = 2e-4,
+                val_fraction: float = 0.2, seed: int = 0, log: Callable = print) -> dict:
     """Train, evaluate and score the baselines on the same held-out rows; returns one dict of figures."""
     import tempfile
 

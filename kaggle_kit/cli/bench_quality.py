@@ -10,11 +10,11 @@ from kaggle_kit.cli.options import echo_json, friendly_errors
 @click.option("--data", "data", default=None, type=click.Path(dir_okay=False),
               help="hh-rlhf JSONL(.gz) (chosen/rejected). Default: ../shared/data/hh-rlhf/harmless-base_test_part1.jsonl.gz")
 @click.option("--model", default="smollm2", show_default=True, help="Named model or base folder ('smollm2', 'tiny', a folder).")
-@click.option("--max-length", default=128, show_default=True, help="Tokens per example.")
-@click.option("--steps", default=100, show_default=True, help="Optimizer steps (batch --batch-size).")
+@click.option("--max-length", default=96, show_default=True, help="Tokens per example.")
+@click.option("--steps", default=60, show_default=True, help="Optimizer steps (batch --batch-size).")
 @click.option("--batch-size", default=8, show_default=True)
 @click.option("--learning-rate", default=2e-4, show_default=True)
-@click.option("--val-fraction", default=0.25, show_default=True, help="Held-out share (the kit's fixed split, seed --seed).")
+@click.option("--val-fraction", default=0.2, show_default=True, help="Held-out share (the kit's fixed split, seed --seed).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--output", default=None, type=click.Path(file_okay=False), help="Keep the run folder here (default: a temporary folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout (the training log goes to stderr).")
@@ -34,9 +34,13 @@ def bench_quality(data, model, max_length, steps, batch_size, learning_rate, val
     """
     from kaggle_kit.benchmarks.quality import run_quality
 
+    import contextlib
+    import sys
+
     log = lambda m: click.echo(m, err=True)  # noqa: E731
-    r = run_quality(data, output, model=model, max_length=max_length, steps=steps, batch_size=batch_size,
-                    learning_rate=learning_rate, val_fraction=val_fraction, seed=seed, log=log)
+    with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its log dicts: stdout stays pure JSON
+        r = run_quality(data, output, model=model, max_length=max_length, steps=steps, batch_size=batch_size,
+                        learning_rate=learning_rate, val_fraction=val_fraction, seed=seed, log=log)
     if as_json:
         echo_json(r)
         return

@@ -185,28 +185,41 @@ class load_errors:
 
 
 class quiet_head_report:
-    """Hide transformers' load report while a base loads whose head the adapter supplies.
+    """Hide transformers' load report when all it says is that the head is MISSING.
 
-    A fresh sequence-classification base reports its head as MISSING ("newly initialized… you
-    should probably TRAIN"); the adapter's ``modules_to_save`` replaces those weights right after,
-    so the report would only mislead. Other warnings stay visible."""
+    A fresh sequence-classification base reports its head (``score.weight``, ``classifier.*``) as
+    MISSING ("newly initialized … Consider training"); the adapter's ``modules_to_save`` replaces
+    those weights right after, so that report would only mislead. A report naming any other key or
+    status (UNEXPECTED, MISMATCH, a missing backbone weight) still shows. ``heads``: module names
+    from ``basecheck.head_modules``."""
 
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
+    def __init__(self, enabled: bool = True, heads: Optional[list] = None):
+        self.enabled, self.heads = enabled, tuple(heads or ("score", "classifier"))
+
+    def filter(self, record) -> bool:
+        msg = record.getMessage()
+        if "LOAD REPORT" not in msg:
+            return True
+        rows = [[c.strip() for c in line.split("|")] for line in msg.splitlines() if line.count("|") >= 2]
+        rows = [r for r in rows if len(r) >= 2 and r[0] and r[0] != "Key" and not set(r[0]) <= set("-+")]
+        only_head = rows and all(r[1] == "MISSING" and any(r[0].startswith(h + ".") for h in self.heads) for r in rows)
+        return not only_head
+
+    def _handlers(self):
+        import logging
+
+        return logging.getLogger("transformers").handlers
 
     def __enter__(self):
         if self.enabled:
-            from transformers.utils import logging as tlog
-
-            self._level = tlog.get_verbosity()
-            tlog.set_verbosity_error()
+            for h in self._handlers():
+                h.addFilter(self)
         return self
 
     def __exit__(self, *exc):
         if self.enabled:
-            from transformers.utils import logging as tlog
-
-            tlog.set_verbosity(self._level)
+            for h in self._handlers():
+                h.removeFilter(self)
         return False
 
 
@@ -229,7 +242,7 @@ def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] 
     log = log or (lambda *a, **k: None)
     adapter_dir = Path(adapter_dir)
     manifest = Manifest.load(adapter_dir)
-
+    heads = None
     warns, errors = check_versions(manifest)
     for w in warns:
         log(f"warning: {w}")
@@ -249,8 +262,9 @@ def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] 
             )
         for note in check_compatible(manifest, source, None):
             log(note)
+        heads = _head_names(source, len(manifest.labels) or 2)
         try:  # the adapter's tensors against its config and the base's head, before any weights load
-            check_adapter_tensors(adapter_dir, base_heads=_head_names(source, len(manifest.labels) or 2))
+            check_adapter_tensors(adapter_dir, base_heads=heads)
         except BaseCheckError as exc:
             raise CompatibilityError(str(exc)) from None
         q = quantization_for(manifest.quantization, quantization)
@@ -266,7 +280,7 @@ def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] 
             dtype = "float32"
     device_map = {"": device} if q.get("mode", "none") != "none" else None
     with load_errors(f"{source}: cannot load the base model", "pass --base with the folder the adapter was trained on"), \
-            quiet_head_report(not merged):
+            quiet_head_report(not merged, heads):
         model = load_base(
             source, num_labels=len(manifest.labels) or 2, quantization=q, dtype=dtype, device_map=device_map,
             label_names=manifest.labels or None, pad_token_id=tokenizer.pad_token_id,
