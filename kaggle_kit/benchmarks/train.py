@@ -64,10 +64,10 @@ def run_bench(model: str = "tiny", rows: int = 96, max_length: int = 1024, batch
     from kaggle_kit.train.data import PadCollator, build_examples
     from kaggle_kit.train.model import resolve_targets
 
-    if model == "tiny":
-        from kaggle_kit.tiny import tiny_base_dir
+    from kaggle_kit.models import is_named, named_model_dir
 
-        base = tiny_base_dir(num_labels=3)
+    if is_named(model):
+        base = named_model_dir(model, num_labels=3)
     else:
         base = Path(model)
     label_names = ["winner_model_a", "winner_model_b", "winner_tie"]

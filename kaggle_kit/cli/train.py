@@ -12,8 +12,8 @@ from kaggle_kit.cli.options import config_options, friendly_errors, load
 def _quick_overrides(model, data, output, max_steps, quantization, peft, max_length) -> list:
     sets = []
     if model:
-        if model == "tiny":
-            sets += ["model.name='tiny'", "model.path=''"]
+        if model in ("tiny", "smollm2", "minilm"):
+            sets += [f"model.name='{model}'", "model.path=''"]
         elif os.path.exists(os.path.expanduser(model)):
             sets += [f"model.path={_q(model)}", f"model.name={_q(model)}"]
         else:
@@ -69,7 +69,7 @@ def _torchrun(nproc: int) -> None:
 @click.option("--all-folds", is_flag=True, help="Train every fold in turn, each into <output>/fold-K.")
 @click.option("--output", default=None, help="Run folder (default: train.output).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint in <output>.partial.")
-@click.option("--model", default=None, help="Quick form: 'tiny', a local model folder, or a hub id (sets model.name/path).")
+@click.option("--model", default=None, help="Quick form: 'tiny', 'smollm2', 'minilm', a local model folder, or a hub id (sets model.name/path).")
 @click.option("--data", default=None, help="Quick form: training file (sets data.train).")
 @click.option("--max-steps", type=int, default=None, help="Stop after N optimizer steps (sets train.max_steps).")
 @click.option("--max-length", type=int, default=None, help="Tokens per example (sets prompt.max_length).")
@@ -90,6 +90,7 @@ def train(config_path, overrides, fold, all_folds, output, resume, model, data, 
     Examples:
       kit train --model tiny --data train.csv --output runs/tiny --max-steps 40
       kit train --model tiny --data train.csv --output runs/q --quantization 4bit
+      kit train --model smollm2 --data train.csv --output runs/smol --max-length 96 --max-steps 20
       kit train --set train.max_steps=200 --fold 1
       kit train --all-folds --output runs/gemma2
       kit train --resume                     # continue an interrupted run

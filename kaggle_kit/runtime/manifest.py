@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .basecheck import architecture_keys, compare_architecture
+
 MANIFEST_NAME = "kit_manifest.json"
 MANIFEST_VERSION = 1
 TRACKED_LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "tokenizers")
@@ -26,7 +28,7 @@ TRACKED_LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerat
 class Manifest:
     task: dict  # kind, labels (list, output order), metric, format
     prompt: dict  # PromptSpec.to_dict()
-    base_model: dict  # name, path, config_sha256, architecture, model_type
+    base_model: dict  # name, path, config_sha256, architecture, model_type, architecture_keys
     quantization: dict  # mode, quant_type, double_quant, compute_dtype
     peft: dict  # method, r, alpha, dropout, bias, targets, freeze_layers
     training: dict = field(default_factory=dict)
@@ -121,12 +123,18 @@ class CompatibilityError(ValueError):
     """The adapter does not fit the base, the labels or the library versions at hand."""
 
 
-# Config keys that describe the network itself; others (transformers_version, dtype, label maps,
-# quantization) change with how a copy of the same base was saved and do not matter.
-ARCHITECTURE_KEYS = (
-    "model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "head_dim", "vocab_size",
-)
+def _recorded_architecture(bm: dict) -> Optional[dict]:
+    """The architecture keys recorded at training (``base_model.architecture_keys``), else those of the
+    recorded base folder's config.json when it is here (manifests of older kits), else None."""
+    if isinstance(bm.get("architecture_keys"), dict) and bm["architecture_keys"]:
+        return dict(bm["architecture_keys"])
+    recorded = Path(bm["path"]) if bm.get("path") else None
+    if recorded is not None and (recorded / "config.json").is_file():
+        try:
+            return architecture_keys(json.loads((recorded / "config.json").read_text(encoding="utf-8")))
+        except ValueError:
+            return None
+    return None
 
 
 def _major_minor(version) -> Optional[tuple]:
@@ -175,8 +183,10 @@ def check_compatible(manifest: "Manifest", base_path=None, labels: Optional[list
     """Raise CompatibilityError (a ValueError) when the adapter does not fit ``base_path`` or ``labels``; return notes otherwise.
 
     Reads only config.json files, so it runs before any weights load. The base matches when its
-    config.json hashes to the recorded sha256; otherwise its model_type must equal the recorded one
-    and, when the recorded base folder is present too, the architecture keys must agree.
+    config.json hashes to the recorded sha256; otherwise its architecture keys (model type, sizes,
+    layers, heads, KV heads, vocab, position limit; recorded in the manifest at training) must
+    equal the recorded ones: then it proceeds with a note (a copy saved by another transformers
+    release, as Kaggle mounts it), else it refuses naming each differing key and both values.
     """
     notes: list = []
     bm = manifest.base_model or {}
@@ -204,29 +214,29 @@ def check_compatible(manifest: "Manifest", base_path=None, labels: Optional[list
     want_type = bm.get("model_type")
     if want_type and cfg.get("model_type") != want_type:
         raise CompatibilityError(
-            f"{base_path} is a {cfg.get('model_type')!r} model but the adapter was trained on a {want_type!r} base "
-            f"({bm.get('name') or bm.get('path')}); pass --base with the right base folder"
+            f"{cfg_path}: a {cfg.get('model_type')!r} model but the adapter was trained on a {want_type!r} base "
+            f"({bm.get('name') or bm.get('path')}); pass --base with the folder of that base"
         )
-    recorded = Path(bm["path"]) if bm.get("path") else None
-    if recorded is not None and (recorded / "config.json").is_file():
-        try:
-            rec = json.loads((recorded / "config.json").read_text(encoding="utf-8"))
-        except ValueError:
-            rec = None
-        if rec is not None:
-            diff = {k: (rec.get(k), cfg.get(k)) for k in ARCHITECTURE_KEYS if rec.get(k) != cfg.get(k)}
-            if diff:
-                shown = ", ".join(f"{k}: trained {a!r} vs given {b!r}" for k, (a, b) in diff.items())
-                raise CompatibilityError(
-                    f"{base_path} is another base than the adapter was trained on ({recorded}): {shown}; "
-                    f"pass --base with the base named in kit_manifest.json"
-                )
-            notes.append(f"{base_path}: config.json differs from the training base's but its architecture matches")
-            return notes
-    if bm.get("config_sha256"):
+    recorded = _recorded_architecture(bm)
+    if recorded is None:
+        if bm.get("config_sha256"):
+            raise CompatibilityError(
+                f"{cfg_path} (sha256 {sha[:12]}…) is not the config.json the adapter was trained on "
+                f"(sha256 {str(bm.get('config_sha256'))[:12]}…, base {bm.get('name') or bm.get('path')}), and "
+                f"kit_manifest.json records no architecture keys to compare (an older kit wrote it); pass --base with "
+                f"the training base's own folder, or retrain with this kit"
+            )
+        return notes
+    given = architecture_keys(cfg)
+    diff = compare_architecture(recorded, given)
+    if diff:
+        shown = "; ".join(f"{k}: trained {a!r}, given {b!r}" for k, (a, b) in diff.items())
         raise CompatibilityError(
-            f"{base_path}: config.json (sha256 {sha[:12]}…) is not the one the adapter was trained on "
-            f"(sha256 {str(bm.get('config_sha256'))[:12]}…, base {bm.get('name') or bm.get('path')}); "
-            f"pass --base with that base's folder"
+            f"{cfg_path} describes another network than the adapter was trained on "
+            f"({bm.get('name') or bm.get('path')}): {shown}; pass --base with the base named in kit_manifest.json"
         )
+    if bm.get("config_sha256"):
+        notes.append(f"note: {cfg_path} differs from the training base's config.json (sha256 {sha[:12]}… vs "
+                     f"{str(bm.get('config_sha256'))[:12]}…) but its architecture keys match "
+                     f"({', '.join(k for k in recorded if recorded.get(k) is not None)}); proceeding")
     return notes

@@ -21,22 +21,27 @@ def torch_dtype(name: Optional[str]):
     return getattr(torch, DTYPES.get(name, name))
 
 
-def quantization_config(quantization: dict):
-    """A transformers BitsAndBytesConfig for {'mode': '4bit'|'8bit'|'none', …}, or None."""
+def quantization_config(quantization: dict, skip_modules: Optional[list] = None):
+    """A transformers BitsAndBytesConfig for {'mode': '4bit'|'8bit'|'none', …}, or None.
+
+    ``skip_modules``: module names kept in full precision (the head and pooler, see
+    ``basecheck.head_modules``); bitsandbytes' ``llm_int8_skip_modules`` applies to 4-bit too."""
     mode = (quantization or {}).get("mode", "none")
     if mode in ("none", "", None):
         return None
     from transformers import BitsAndBytesConfig
 
+    skip = {"llm_int8_skip_modules": list(skip_modules)} if skip_modules else {}
     if mode == "4bit":
         return BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type=quantization.get("quant_type", "nf4"),
             bnb_4bit_use_double_quant=bool(quantization.get("double_quant", True)),
             bnb_4bit_compute_dtype=torch_dtype(quantization.get("compute_dtype", "bfloat16")),
+            **skip,
         )
     if mode == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_8bit=True, **skip)
     raise ValueError(f"quantization mode {mode!r} is not one of none, 4bit, 8bit")
 
 
@@ -68,9 +73,16 @@ def load_tokenizer(path, padding_side: str = "right"):
 
 def load_pretrained(auto_class, path, quantization: Optional[dict] = None, dtype: Optional[str] = None, device_map=None, **kwargs):
     """``auto_class.from_pretrained`` quantized as asked: the dtype defaults to the 4-bit compute
-    dtype, and 4-bit weights are kept out of the CPU repack trap. Shared by every model head."""
+    dtype, 4-bit weights are kept out of the CPU repack trap, and the head and pooler of the
+    architecture (``basecheck.head_modules``) stay out of quantization. Shared by every model head."""
     qconfig = quantization_config(quantization or {})
     if qconfig is not None:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from .basecheck import head_modules
+
+        config = AutoConfig.from_pretrained(str(path), **{k: v for k, v in kwargs.items() if k in ("num_labels", "id2label", "label2id")})
+        qconfig = quantization_config(quantization or {}, skip_modules=head_modules(config, causal=auto_class is AutoModelForCausalLM))
         kwargs["quantization_config"] = qconfig
         if dtype in (None, "", "auto"):
             dtype = (quantization or {}).get("compute_dtype", "bfloat16")
@@ -145,6 +157,72 @@ def _compute_dtype_for(device: str, wanted: Optional[str]) -> Optional[str]:
     return wanted
 
 
+def _head_names(source, num_labels: int) -> list:
+    from transformers import AutoConfig
+
+    from .basecheck import head_modules
+
+    return head_modules(AutoConfig.from_pretrained(str(source), num_labels=num_labels))
+
+
+class load_errors:
+    """Context manager: any exception of transformers/peft while loading becomes a CompatibilityError
+    (the CLI prints it as one `Error:` line) naming ``what``, the original error and ``fix``."""
+
+    def __init__(self, what: str, fix: str):
+        self.what, self.fix = what, fix
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, etype, exc, tb):
+        from .manifest import CompatibilityError
+
+        if exc is None or isinstance(exc, (CompatibilityError, KeyboardInterrupt, MemoryError)):
+            return False
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CompatibilityError(f"{self.what} ({type(exc).__name__}: {msg[:300]}); {self.fix}") from exc
+
+
+class quiet_head_report:
+    """Hide transformers' load report when all it says is that the head is MISSING.
+
+    A fresh sequence-classification base reports its head (``score.weight``, ``classifier.*``) as
+    MISSING ("newly initialized … Consider training"); the adapter's ``modules_to_save`` replaces
+    those weights right after, so that report would only mislead. A report naming any other key or
+    status (UNEXPECTED, MISMATCH, a missing backbone weight) still shows. ``heads``: module names
+    from ``basecheck.head_modules``."""
+
+    def __init__(self, enabled: bool = True, heads: Optional[list] = None):
+        self.enabled, self.heads = enabled, tuple(heads or ("score", "classifier"))
+
+    def filter(self, record) -> bool:
+        msg = record.getMessage()
+        if "LOAD REPORT" not in msg:
+            return True
+        rows = [[c.strip() for c in line.split("|")] for line in msg.splitlines() if line.count("|") >= 2]
+        rows = [r for r in rows if len(r) >= 2 and r[0] and r[0] != "Key" and not set(r[0]) <= set("-+")]
+        only_head = rows and all(r[1] == "MISSING" and any(r[0].startswith(h + ".") for h in self.heads) for r in rows)
+        return not only_head
+
+    def _handlers(self):
+        import logging
+
+        return logging.getLogger("transformers").handlers
+
+    def __enter__(self):
+        if self.enabled:
+            for h in self._handlers():
+                h.addFilter(self)
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            for h in self._handlers():
+                h.removeFilter(self)
+        return False
+
+
 def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] = None, device=None, merged: Optional[bool] = False, dtype: Optional[str] = None, log=None):
     """(model, tokenizer, manifest) ready for prediction from a run folder's ``kit_manifest.json``.
 
@@ -158,11 +236,13 @@ def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] 
 
     import torch
 
+    from .basecheck import BaseCheckError, check_adapter_tensors
     from .manifest import CompatibilityError, Manifest, check_compatible, check_versions
 
     log = log or (lambda *a, **k: None)
     adapter_dir = Path(adapter_dir)
     manifest = Manifest.load(adapter_dir)
+    heads = None
     warns, errors = check_versions(manifest)
     for w in warns:
         log(f"warning: {w}")
@@ -182,6 +262,11 @@ def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] 
             )
         for note in check_compatible(manifest, source, None):
             log(note)
+        heads = _head_names(source, len(manifest.labels) or 2)
+        try:  # the adapter's tensors against its config and the base's head, before any weights load
+            check_adapter_tensors(adapter_dir, base_heads=heads)
+        except BaseCheckError as exc:
+            raise CompatibilityError(str(exc)) from None
         q = quantization_for(manifest.quantization, quantization)
     if q.get("mode") == "4bit":
         q["compute_dtype"] = _compute_dtype_for(device, q.get("compute_dtype", "bfloat16"))
@@ -194,15 +279,18 @@ def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] 
         else:
             dtype = "float32"
     device_map = {"": device} if q.get("mode", "none") != "none" else None
-    model = load_base(
-        source, num_labels=len(manifest.labels) or 2, quantization=q, dtype=dtype, device_map=device_map,
-        label_names=manifest.labels or None, pad_token_id=tokenizer.pad_token_id,
-        problem_type="multi_label_classification" if manifest.kind == "multilabel" else None,
-    )
+    with load_errors(f"{source}: cannot load the base model", "pass --base with the folder the adapter was trained on"), \
+            quiet_head_report(not merged, heads):
+        model = load_base(
+            source, num_labels=len(manifest.labels) or 2, quantization=q, dtype=dtype, device_map=device_map,
+            label_names=manifest.labels or None, pad_token_id=tokenizer.pad_token_id,
+            problem_type="multi_label_classification" if manifest.kind == "multilabel" else None,
+        )
     if not merged:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+        with load_errors(f"{adapter_dir}: cannot attach the adapter to {source}", "retrain with `kit train` or pass the base it was trained on"):
+            model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
     if device_map is None:
         model = model.to(device)
     model.eval()

@@ -36,17 +36,32 @@ class SFTResult:
 
 
 def resolve_base(cfg) -> Path | str:
-    """The base model folder: model.path, the cached tiny causal Gemma-2 for 'tiny', else the hub id."""
+    """The base model folder: model.path, a named model ('tiny': the cached causal Gemma-2, 'smollm2'), else the hub id."""
     if cfg.model.path:
         path = Path(cfg.model.path)
         if not path.exists():
             raise KitError(f"model.path = {cfg.model.path!r} does not exist; point it at a downloaded base model folder")
         return path
-    if cfg.model.name == "tiny":
-        from kaggle_kit.tiny import tiny_base_dir
+    from kaggle_kit.models import is_named, named_model_dir
 
-        return tiny_base_dir(causal=True)
+    if is_named(cfg.model.name):
+        return named_model_dir(cfg.model.name, causal=True)
     return cfg.model.name
+
+
+def check_causal_base(base, cfg) -> None:
+    """config.json checks before any weights load: a causal-LM architecture, max_length within its
+    position limit, freeze_layers below its layer count (KitError naming the value and the fix)."""
+    from kaggle_kit.runtime.basecheck import BaseCheckError, check_base_config, read_config
+
+    if not (Path(str(base)) / "config.json").is_file():
+        return  # a hub id: transformers reads the config when it loads
+    try:
+        check_base_config(base, read_config(base), max_length=cfg.prompt.max_length,
+                          freeze_layers=int(cfg.peft.freeze_layers or 0), causal=True,
+                          where="model.path" if cfg.model.path else "model.name")
+    except BaseCheckError as exc:
+        raise KitError(str(exc)) from None
 
 
 def peft_config_causal(model, peft: dict):
@@ -109,9 +124,11 @@ def _run_sft(cfg, log, fold, resume) -> SFTResult:
     from kaggle_kit import __version__
     from kaggle_kit.runtime.formats import read_dataset
     from kaggle_kit.runtime.generation import default_stop_strings, load_causal, resolve_template
+    from kaggle_kit.runtime.basecheck import architecture_keys, base_architecture
     from kaggle_kit.runtime.manifest import Manifest, config_sha256, library_versions
     from kaggle_kit.runtime.modeling import load_tokenizer
     from kaggle_kit.runtime.prompting import PromptSpec
+    from kaggle_kit.train.model import weights_note
     from kaggle_kit.train.runner import train_section_args
 
     from .data import SFTCollator, build_sft_examples, split_rows
@@ -136,6 +153,7 @@ def _run_sft(cfg, log, fold, resume) -> SFTResult:
         group_by_prompt=cfg.data.group_by_prompt, seed=cfg.data.seed,
     )
     base = resolve_base(cfg)
+    check_causal_base(base, cfg)
     tokenizer = load_tokenizer(base, padding_side="right")
     try:
         template = resolve_template(tokenizer, cfg.prompt.template)
@@ -169,7 +187,7 @@ def _run_sft(cfg, log, fold, resume) -> SFTResult:
     model = get_peft_model(model, peft_cfg)
     before = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
     trainable = sum(p.numel() for p in before.values())
-    log(f"sft: {type(model.get_base_model()).__name__} from {base}, {cfg.peft.method} on {targets}, {trainable:,} trainable parameters, {precision}")
+    log(f"sft: {type(model.get_base_model()).__name__} from {base}, {cfg.peft.method} on {targets}, {trainable:,} trainable parameters, {weights_note(quant, precision)}")
 
     out = Path(cfg.train.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -241,6 +259,7 @@ def _run_sft(cfg, log, fold, resume) -> SFTResult:
             "name": cfg.model.name, "path": str(base) if Path(str(base)).exists() else "",
             "config_sha256": config_sha256(base) if Path(str(base)).exists() else None,
             "architecture": type(base_model).__name__, "model_type": getattr(base_model.config, "model_type", ""),
+            "architecture_keys": base_architecture(base) or architecture_keys(base_model.config.to_dict()),
         },
         quantization=quant,
         peft={**asdict(cfg.peft), "targets": targets, "task_type": "CAUSAL_LM"},

@@ -152,6 +152,16 @@ def attach_adapter(model, peft: dict, seed: int, quantized: bool, gradient_check
     return pm
 
 
+def weights_note(quant: dict, precision: str) -> str:
+    """How the base's weights and the step run, in the words the manifest records (logs = manifest):
+    'quantization 4bit (nf4, compute bfloat16), precision fp32'."""
+    mode = (quant or {}).get("mode", "none")
+    detail = ""
+    if mode == "4bit":
+        detail = f" ({quant.get('quant_type', 'nf4')}, compute {quant.get('compute_dtype', 'bfloat16')})"
+    return f"quantization {mode}{detail}, precision {precision}"
+
+
 def trainable_summary(model) -> dict:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())

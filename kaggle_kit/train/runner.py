@@ -35,6 +35,9 @@ CHECKPOINTS = "checkpoints"
 _EXTRA_CALLBACKS: list = []
 # test hook: extra TrainingArguments (e.g. eval_on_start)
 _EXTRA_ARGS: dict = {}
+# benchmark hook: callables (logits, labels) called at every evaluation (`kit bench quality` keeps the
+# untrained model's per-row predictions from eval_on_start)
+_EVAL_HOOKS: list = []
 
 
 @dataclass
@@ -85,26 +88,26 @@ def _splits():
     return splits.fold_indices, splits.split_indices
 
 
-def resolve_base(cfg, num_labels: int) -> tuple:
-    """(path or hub id, display name) of the base; the tiny preset is built on first use."""
+def resolve_base(cfg, num_labels: int, log: Optional[Callable] = None) -> tuple:
+    """(path or hub id, display name) of the base; a named model (tiny, smollm2, minilm) is materialised on first use."""
     name = cfg.model.name
     if cfg.model.path:
         return Path(cfg.model.path).expanduser(), name or cfg.model.path
-    if name == "tiny":
-        from kaggle_kit.tiny import tiny_base_dir
+    from kaggle_kit.models import is_named, named_model_dir
 
-        return tiny_base_dir(num_labels=num_labels), "tiny"
+    if is_named(name):
+        return named_model_dir(name, num_labels=num_labels, log=log), name
     if name and (Path(name).expanduser().exists() or name.startswith((".", "/", "~"))):
         return Path(name).expanduser(), name
     if not name:
-        raise KitError("model.name and model.path are both empty; set model.path to a local folder or model.name to a hub id (or 'tiny')")
+        raise KitError("model.name and model.path are both empty; set model.path to a local folder or model.name to a hub id (or 'tiny', 'smollm2', 'minilm')")
     return name, name
 
 
-def check_base(base, num_labels: int, where: str = "model.path"):
-    """Refuse a base folder that cannot become a sequence classifier; returns its config. Loads no weights."""
+def check_base(base, num_labels: int, where: str = "model.path", max_length: int = 0, freeze_layers: int = 0):
+    """Refuse a base folder that cannot become a sequence classifier (architecture, ``max_length``
+    beyond its position limit, ``freeze_layers`` beyond its layers); returns its config. Loads no weights."""
     from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
     if isinstance(base, Path):
         if not base.exists():
@@ -125,9 +128,12 @@ def check_base(base, num_labels: int, where: str = "model.path"):
         config = AutoConfig.from_pretrained(str(base))
     except Exception as exc:  # noqa: BLE001 - any loader failure is a bad base
         raise KitError(f"{where} = {str(base)!r}: cannot read the model config ({type(exc).__name__}: {exc})") from None
-    if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
-        raise KitError(f"{where} = {str(base)!r}: model type {config.model_type!r} has no sequence-classification "
-                       f"class in transformers; choose a base like Gemma-2, Qwen-2, Llama, Mistral or a BERT-like encoder")
+    from kaggle_kit.runtime.basecheck import BaseCheckError, check_base_config
+
+    try:
+        check_base_config(base, config.to_dict(), max_length=max_length, freeze_layers=freeze_layers, where=where)
+    except BaseCheckError as exc:
+        raise KitError(str(exc)) from None
     archs = getattr(config, "architectures", None) or []
     has_head = any(a.endswith("ForSequenceClassification") for a in archs)
     if has_head and getattr(config, "num_labels", num_labels) != num_labels:
@@ -207,7 +213,8 @@ def plan_run(cfg, fold: Optional[int] = None, resume: bool = False, allow_kind_f
     submission = submission_spec(cfg, ds, kind, labels)
     # base model
     base, base_name = resolve_base(cfg, len(labels))
-    base_config = check_base(base, len(labels), "model.path" if cfg.model.path else "model.name")
+    base_config = check_base(base, len(labels), "model.path" if cfg.model.path else "model.name",
+                             max_length=cfg.prompt.max_length, freeze_layers=int(cfg.peft.freeze_layers or 0))
     # split
     n_folds = cfg.data.folds
     rows = ds.rows
@@ -355,7 +362,7 @@ def _train(cfg, plan: Plan, resume: bool, log: Callable) -> TrainResult:
     from kaggle_kit.runtime.prompting import Encoder
 
     from .data import PadCollator, build_examples
-    from .model import attach_adapter, resolve_targets, trainable_summary
+    from .model import attach_adapter, resolve_targets, trainable_summary, weights_note
 
     ds = plan.dataset
     say(f"data: {ds.path} ({ds.format}, {plan.kind}, labels {plan.labels}); "
@@ -404,7 +411,7 @@ def _train(cfg, plan: Plan, resume: bool, log: Callable) -> TrainResult:
     if quantized and torch.cuda.is_available():
         device_map = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     problem_type = "multi_label_classification" if plan.multilabel else "single_label_classification"
-    say(f"base: {plan.base_name} ({plan.base_path}), quantization {quant['mode']}, precision {precision}")
+    say(f"base: {plan.base_name} ({plan.base_path}), {weights_note(quant, precision)}")
     model = load_base(plan.base_path, num_labels=len(plan.labels), quantization=quant, dtype=cfg.model.dtype,
                       device_map=device_map, label_names=plan.labels, problem_type=problem_type,
                       pad_token_id=tok.pad_token_id)
@@ -453,6 +460,8 @@ def _train(cfg, plan: Plan, resume: bool, log: Callable) -> TrainResult:
 
     def compute(ev):
         logits = ev.predictions[0] if isinstance(ev.predictions, tuple) else ev.predictions
+        for hook in _EVAL_HOOKS:
+            hook(logits, ev.label_ids)
         full = M.compute_metrics(logits, ev.label_ids, plan.multilabel, plan.labels, extra=(plan.metric,))
         eval_logits[trainer.state.global_step] = logits
         return M.scalar_metrics(full)
@@ -522,6 +531,7 @@ def _write_run_folder(cfg, plan, pm, tok, spec, targets, quant, summary, logits,
 
     from kaggle_kit import __version__
     from kaggle_kit.dataspec import text_columns
+    from kaggle_kit.runtime.basecheck import architecture_keys, base_architecture
     from kaggle_kit.runtime.manifest import Manifest, config_sha256, library_versions
 
     from . import plots
@@ -570,6 +580,7 @@ def _write_run_folder(cfg, plan, pm, tok, spec, targets, quant, summary, logits,
                     "config_sha256": config_sha256(base_path) if isinstance(base_path, Path) else None,
                     "architecture": (getattr(config, "architectures", None) or [type(pm.base_model.model).__name__])[0],
                     "model_type": config.model_type, "classifier_class": type(pm.base_model.model).__name__,
+                    "architecture_keys": base_architecture(base_path) or architecture_keys(config.to_dict()),
                     "pad_token_id": tok.pad_token_id, "dtype": cfg.model.dtype},
         quantization=quant,
         peft={**dataclasses.asdict(cfg.peft), "target_modules": list(targets)},
