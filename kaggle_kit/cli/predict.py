@@ -34,17 +34,23 @@ def _kit_errors(fn):
 @click.option("--max-batch-rows", type=int, default=None, help="Row cap per batch. Default 64.")
 @click.option("--devices", default=None, help="Comma list, one model replica each: cpu,cpu or cuda:0,cuda:1 (default: every GPU, else cpu).")
 @click.option("--quantization", type=click.Choice(["none", "4bit", "8bit"]), default=None, help="Override the quantization the adapter was trained with.")
+@click.option("--max-unpredicted-share", type=float, default=None, help="Exit 1 (after writing the submission) when more than this share of rows got the fill instead of a prediction (non-finite logits, time budget). Default: inference.max_unpredicted_share (0.01).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (figures and decisions) on stdout.")
 @config_options
 @friendly_errors
 @_kit_errors
-def predict(adapter, data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows, devices, quantization, no_progress, as_json, config_path, overrides):
+def predict(adapter, data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows, devices, quantization, max_unpredicted_share,
+            no_progress, as_json, config_path, overrides):
     """Predict every row of a test file with a run folder and write a validated submission.
 
     Rows are tokenized once, sorted by length and packed into token-budget batches; every test id
-    gets a row, in the test file's order, even when the time budget runs out. Options left out come
-    from [inference] in kit.toml, else the defaults.
+    gets a row, in the test file's order, even when the time budget runs out. Rows whose logits are
+    not finite (inf/NaN, e.g. a float16 overflow) are re-run once in float32; rows still without a
+    prediction, and rows the budget cut, get the mean of the predicted rows — counted and listed by id
+    in the log and in --json (nonfinite_rows, rerun_rows, filled_rows, fallback_ids). When more than
+    --max-unpredicted-share of the rows got that fill, the command exits 1 after writing the file.
+    Options left out come from [inference] in kit.toml, else the defaults.
 
     \b
     Examples:
@@ -64,13 +70,21 @@ def predict(adapter, data, out, base, budget_minutes, tta, batch_tokens, max_bat
         devices=devices or (cfg.devices or None),
         quantization=quantization or cfg.quantization or None,
         log=log, progress=not no_progress,
+        max_unpredicted_share=max_unpredicted_share if max_unpredicted_share is not None else cfg.max_unpredicted_share,
     )
     if as_json:
         echo_json(result.to_dict())
-        return
-    click.echo(f"wrote {result.out_path}: {result.rows} rows ({result.style}) in {result.seconds:.1f}s "
-               f"({result.rows_per_second:.1f} rows/s after {result.load_seconds:.1f}s loading; padding {result.padding_share:.1%}; "
-               f"truncated {result.truncated_rows}; TTA {result.tta_rows}; fallback {result.fallback_rows})")
+    else:
+        click.echo(f"wrote {result.out_path}: {result.rows} rows ({result.style}) in {result.seconds:.1f}s: "
+                   f"{result.predicted_rows} predicted ({result.rows_per_second:.1f} predicted rows/s after {result.load_seconds:.1f}s loading), "
+                   f"{result.fallback_rows} cut by the time budget, {len(result.filled_rows)} non-finite filled "
+                   f"({len(result.rerun_rows)} re-run in float32); padding {result.padding_share:.1%}; "
+                   f"truncated {result.truncated_rows}; TTA {result.tta_rows}")
+    if result.too_many_unpredicted:
+        click.echo(f"Error: {result.unpredicted_rows} of {result.rows} rows ({result.unpredicted_share:.1%}) could not be predicted "
+                   f"(limit {result.to_dict()['max_unpredicted_share']:.1%}, --max-unpredicted-share); {result.out_path} was "
+                   f"written, but do not submit it before fixing the cause logged above", err=True)
+        raise SystemExit(1)
 
 
 @click.command("merge")

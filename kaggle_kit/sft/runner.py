@@ -77,17 +77,10 @@ def peft_config_causal(model, peft: dict):
 
 
 def _precision(cfg):
-    import torch
+    """train.precision for this process's device (the same rule as classifier training)."""
+    from kaggle_kit.train.runner import choose_precision
 
-    p = cfg.train.precision
-    cuda = torch.cuda.is_available()
-    if p == "auto":
-        if cuda:
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-    if p in ("bf16", "fp16") and not cuda:
-        return "fp32" if p == "fp16" else "bf16"
-    return p
+    return choose_precision(cfg.train.precision)
 
 
 def _loss_plot(history: list, path: Path) -> Path | None:
@@ -132,7 +125,8 @@ def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SF
     from kaggle_kit.runtime.manifest import Manifest, config_sha256, library_versions
     from kaggle_kit.runtime.modeling import load_tokenizer
     from kaggle_kit.runtime.prompting import PromptSpec
-    from kaggle_kit.train.runner import train_section_args
+    from kaggle_kit.train.guard import check_final, guarded_trainer, nonfinite_guard
+    from kaggle_kit.train.runner import PARTIAL_SUFFIX, _publish, guard_context, train_section_args
 
     from .data import SFTCollator, build_sft_examples, split_rows
 
@@ -192,6 +186,9 @@ def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SF
     log(f"sft: {type(model.get_base_model()).__name__} from {base}, {cfg.peft.method} on {targets}, {trainable:,} trainable parameters, {precision}")
 
     out = Path(cfg.train.output)
+    final_out, out = out, out.with_name(out.name + PARTIAL_SUFFIX)  # renamed to train.output when finished
+    if out.exists():
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoints"
     has_eval = val_ds is not None and len(val_ds) > 0
@@ -214,11 +211,12 @@ def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SF
         logging_steps=max(1, cfg.train.logging_steps),
         dataloader_num_workers=0,
     )
-    callbacks = []
+    context = guard_context(cfg, precision, out)
+    callbacks = [nonfinite_guard(context)]
     if has_eval and cfg.train.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trainer = Trainer(
+    trainer = guarded_trainer(Trainer)(
         model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_eval else None,
         data_collator=SFTCollator(pad_id), processing_class=tokenizer, callbacks=callbacks,
     )
@@ -227,6 +225,7 @@ def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SF
                "epochs": float(trainer.state.epoch or 0.0)}
     if has_eval:
         ev = trainer.evaluate()
+        check_final({"eval_loss": ev["eval_loss"]}, trainer.state.global_step, context)
         metrics["eval_loss"] = float(ev["eval_loss"])
         metrics["perplexity"] = float(math.exp(min(ev["eval_loss"], 50.0)))
         if trainer.state.best_metric is not None:
@@ -278,7 +277,8 @@ def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SF
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     manifest.save(out)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    _publish(out, final_out, log)
+    out = final_out
     log(f"sft: wrote {out} (train loss {metrics['train_loss']:.4f}"
         + (f", eval loss {metrics['eval_loss']:.4f}" if "eval_loss" in metrics else "") + f", {metrics['seconds']} s)")
     best_step = None

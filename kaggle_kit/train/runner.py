@@ -237,14 +237,22 @@ def plan_run(cfg, fold: Optional[int] = None, resume: bool = False, allow_kind_f
                 fold, n_folds, train_idx, val_idx, metric, output, partial, resume_from)
 
 
-def choose_precision(name: str) -> str:
+def training_device() -> str:
+    """The device this process trains on: its LOCAL_RANK GPU, else the CPU."""
     import torch
 
-    if name != "auto":
-        return name
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
+
+
+def choose_precision(name: str, device: Optional[str] = None) -> str:
+    """train.precision resolved for ``device`` (default: :func:`training_device`) by the one rule of
+    :func:`kaggle_kit.runtime.precision.resolve_precision`; a value the device cannot honour is a KitError."""
+    from kaggle_kit.runtime.precision import resolve_precision
+
+    try:
+        return resolve_precision(name, device or training_device())
+    except ValueError as exc:
+        raise KitError(str(exc)) from None
 
 
 def _fmt(v) -> str:
@@ -260,8 +268,11 @@ def _make_trainer_class():
     from transformers import Trainer
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    class KitTrainer(Trainer):
-        """Trainer whose length-grouped sampler uses the precomputed lengths of EncodedDataset."""
+    from .guard import guarded_trainer
+
+    class KitTrainer(guarded_trainer(Trainer)):
+        """Trainer whose length-grouped sampler uses the precomputed lengths of EncodedDataset, and whose
+        micro-batch losses go to the non-finite guard (train/guard.py)."""
 
         def _get_train_sampler(self, train_dataset=None):
             ds = train_dataset if train_dataset is not None else self.train_dataset
@@ -342,7 +353,19 @@ def train_section_args(cfg) -> dict:
         train_sampling_strategy="group_by_length" if cfg.train.group_by_length else "random",
         remove_unused_columns=False,
         disable_tqdm=False,
+        logging_nan_inf_filter=False,  # log a NaN/inf loss as it is (train/guard.py stops the run on it)
     )
+
+
+def swap_applied(cfg, kind: str) -> bool:
+    """train.swap_augment takes effect for pairwise (A/B) tasks only."""
+    return bool(cfg.train.swap_augment and kind == "pairwise")
+
+
+def guard_context(cfg, precision: str, partial) -> dict:
+    """What :func:`kaggle_kit.train.guard.likely_cause` needs to name a non-finite loss's likely cause."""
+    return {"dtype": cfg.model.dtype, "precision": precision, "learning_rate": cfg.train.learning_rate,
+            "quantization": cfg.quantization.mode, "partial": str(partial)}
 
 
 def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Callable = print,
@@ -389,7 +412,9 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
     rows = ds.rows
     train_rows = [rows[i] for i in plan.train_idx]
     val_rows = [rows[i] for i in plan.val_idx]
-    swap = bool(cfg.train.swap_augment and plan.kind == "pairwise")
+    swap = swap_applied(cfg, plan.kind)
+    if cfg.train.swap_augment and not swap:
+        say(f"train.swap_augment ignored: A/B swapping applies to pairwise tasks, this one is {plan.kind}")
     train_ds = build_examples(train_rows, encoder, plan.labels, plan.multilabel, swap_augment=swap)
     val_ds = build_examples(val_rows, encoder, plan.labels, plan.multilabel)
     order = sorted(range(len(val_ds)), key=lambda i: val_ds.lengths[i])  # evaluate in length order
@@ -463,7 +488,10 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
         last_metrics.update(full)
         return M.scalar_metrics(full)
 
-    callbacks = [_eval_line_callback(say, val_sorted.num_tokens, plan.metric)]
+    from .guard import check_final, nonfinite_guard
+
+    context = guard_context(cfg, precision, plan.partial)
+    callbacks = [_eval_line_callback(say, val_sorted.num_tokens, plan.metric), nonfinite_guard(context)]
     if cfg.train.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     callbacks += list(_EXTRA_CALLBACKS)
@@ -483,6 +511,7 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
     logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
     final = M.compute_metrics(logits, pred.label_ids, plan.multilabel, plan.labels)
     state = trainer.state
+    check_final(M.scalar_metrics(final), state.global_step, context, "the final evaluation (best checkpoint)")
     best_step = None
     if state.best_model_checkpoint:
         try:
@@ -564,7 +593,7 @@ def _write_run_folder(cfg, plan, pm, tok, spec, targets, quant, summary, logits,
         peft={**dataclasses.asdict(cfg.peft), "target_modules": list(targets)},
         training={"fold": plan.fold, "n_folds": plan.n_folds, "val_fraction": cfg.data.val_fraction, "seed": cfg.train.seed,
                   "data_seed": cfg.data.seed, "group_by_prompt": cfg.data.group_by_prompt, "data": str(plan.dataset.path),
-                  "train_rows": len(plan.train_idx), "val_rows": len(plan.val_idx), "swap_augment": cfg.train.swap_augment,
+                  "train_rows": len(plan.train_idx), "val_rows": len(plan.val_idx), "swap_augment": swap_applied(cfg, plan.kind),
                   "steps": summary["global_step"], "best_step": best_step, "precision": precision,
                   "optimizer": cfg.train.optimizer, "learning_rate": cfg.train.learning_rate, "scheduler": cfg.train.scheduler,
                   "batch_size": cfg.train.batch_size, "grad_accum": cfg.train.grad_accum, "epochs": cfg.train.epochs,
