@@ -109,7 +109,7 @@ def _poison_callback(at_step: int):
 def test_nonfinite_loss_or_metric_stops_training_and_publishes_nothing(tmp_path, tiny_base, small_csv, monkeypatch,
                                                                         at_step, steps, eval_steps, what):
     from kaggle_kit.train import run_training, runner
-    from kaggle_kit.train.guard import NonFiniteTraining
+    from kaggle_kit.train.numerics import NonFiniteTraining
 
     monkeypatch.setattr(runner, "_EXTRA_CALLBACKS", [_poison_callback(at_step)])
     out = tmp_path / "run"
@@ -127,7 +127,7 @@ def test_nonfinite_loss_or_metric_stops_training_and_publishes_nothing(tmp_path,
 
 
 def test_guard_names_float16_as_the_likely_cause():
-    from kaggle_kit.train.guard import describe
+    from kaggle_kit.train.numerics import describe
 
     msg = describe("the training loss is nan", 7, {"dtype": "float16", "precision": "fp16", "learning_rate": 2e-5,
                                                   "quantization": "none", "partial": "runs/x.partial"})
@@ -159,7 +159,7 @@ def fake_gpu(monkeypatch):
 def test_precision_follows_the_compute_capability_of_the_target_device(fake_gpu):
     from kaggle_kit.runtime.modeling import _compute_dtype_for
     from kaggle_kit.runtime.precision import half_dtype_for, precision_for_device, resolve_precision
-    from kaggle_kit.train.runner import choose_precision
+    from kaggle_kit.train.numerics import choose_precision
 
     caps, asked = fake_gpu
     caps.update({0: (7, 5), 1: (8, 0), 2: (9, 0), 3: (6, 0)})  # T4, A100, H100, P100

@@ -49,6 +49,12 @@ def unpredicted_verdict(unpredicted: int, rows: int, max_share: Optional[float])
     return share > limit, share
 
 
+def is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or "out of memory" in str(exc).lower()
+
+
 def _half(dtype) -> bool:
     import torch
 

@@ -32,8 +32,9 @@ import numpy as np
 from .attention import FAST_ATTENTION, FAST_ATTENTION_TYPES, eager_inplace_attention, fast_attention  # noqa: F401 (re-exported)
 from .batching import TokenTable, choose_rows, order_batches, plan_batches
 from .budget import CALIBRATION_BATCHES, LENGTH_STEPS, MIN_LENGTH, SAFETY, _padded_cost, _plan_fit  # noqa: F401 (re-exported)
-from .health import DEFAULT_MAX_UNPREDICTED_SHARE, computes_in_half, fill_value, finite_rows, fp32_mode, unpredicted_verdict
-from .workers import _Clock, forward_probs, model_device, run_batches  # noqa: F401 (re-exported)
+from .health import DEFAULT_MAX_UNPREDICTED_SHARE, computes_in_half, fill_value, finite_rows, fp32_mode, is_oom, unpredicted_verdict
+from .merging import merge_adapter  # noqa: F401 (re-exported: `kit merge`)
+from .workers import _Clock, forward_probs, model_device, parse_devices, run_batches  # noqa: F401 (re-exported)
 
 DEFAULT_BATCH_TOKENS = 8192
 DEFAULT_MAX_ROWS = 64
@@ -60,22 +61,6 @@ def parse_tta(tta) -> float:
     if not 0.0 <= frac <= 1.0:
         raise ValueError(f"tta {tta!r} is not one of none, all, uncertain:FRACTION (FRACTION between 0 and 1, e.g. uncertain:0.3)")
     return frac
-
-
-def parse_devices(devices) -> list:
-    """['cuda:0', 'cuda:1'] from 'cuda:0,cuda:1' or a list; None/empty → every GPU, else ['cpu']."""
-    if isinstance(devices, str):
-        devices = [d.strip() for d in devices.split(",") if d.strip()]
-    devices = list(devices or [])
-    if not devices:
-        import torch
-
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        devices = [f"cuda:{i}" for i in range(n)] or ["cpu"]
-    for d in devices:
-        if not (d == "cpu" or d == "cuda" or d.startswith("cuda:") or d == "mps"):
-            raise ValueError(f"device {d!r} is not cpu, cuda or cuda:N; e.g. --devices cuda:0,cuda:1")
-    return devices
 
 
 def _tqdm(**kwargs):
@@ -323,12 +308,6 @@ def _main_pass(run: _Run, tta_frac: float) -> float:
     return tta_frac
 
 
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or "out of memory" in str(exc).lower()
-
-
 def _rerun_nonfinite(run: _Run) -> None:
     """Rows whose logits were not finite, re-run once with the first replica in float32 (same device)."""
     n = len(run.rows)
@@ -347,7 +326,7 @@ def _rerun_nonfinite(run: _Run) -> None:
         with fp32_mode(model):
             out, done, _ = run.run(run.table, batches, replicas=[(model, device)])
     except Exception as exc:  # noqa: BLE001 - only memory errors are expected here
-        if not _is_oom(exc):
+        if not is_oom(exc):
             raise
         run.decide(f"re-run of {len(bad)} non-finite rows in float32 on {device} failed: out of memory; they get the fill")
         return
@@ -615,28 +594,3 @@ def predict_file(
                f"and got the fill (more than max_unpredicted_share = {result.to_dict()['max_unpredicted_share']:.1%}); "
                f"the submission {out_path} was written but is not trustworthy — see the lines above for the cause")
     return result
-
-
-def merge_adapter(adapter_dir, out_dir, *, base_path=None, dtype: str = "bfloat16", log: Callable = print) -> Path:
-    """Merge a LoRA/IA3 adapter into a full-precision base and save a 16-bit model with its manifest."""
-    from .manifest import Manifest
-    from .modeling import load_for_inference, torch_dtype
-
-    out_dir = Path(out_dir)
-    model, tokenizer, manifest = load_for_inference(adapter_dir, base_path=base_path, quantization="none", device="cpu", dtype="float32", log=log)
-    merged = model.merge_and_unload()
-    merged = merged.to(torch_dtype(dtype))
-    merged.config.pad_token_id = tokenizer.pad_token_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    data = manifest.to_dict()
-    data["quantization"] = {"mode": "none"}
-    data["training"] = dict(data.get("training") or {}, merged={"from": str(adapter_dir), "dtype": dtype, "base_quantization": manifest.quantization})
-    Manifest(**data).save(out_dir)
-    log(f"merged {adapter_dir} into {out_dir} ({dtype})")
-    return out_dir
-
-
-def throughput_note(rows: int, seconds: float) -> str:
-    return f"{rows / seconds:.1f} rows/s" if seconds > 0 and not math.isnan(seconds) else "n/a"

@@ -17,6 +17,22 @@ import numpy as np
 from .batching import TokenTable
 
 
+def parse_devices(devices) -> list:
+    """['cuda:0', 'cuda:1'] from 'cuda:0,cuda:1' or a list; None/empty → every GPU, else ['cpu']."""
+    if isinstance(devices, str):
+        devices = [d.strip() for d in devices.split(",") if d.strip()]
+    devices = list(devices or [])
+    if not devices:
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        devices = [f"cuda:{i}" for i in range(n)] or ["cpu"]
+    for d in devices:
+        if not (d == "cpu" or d == "cuda" or d.startswith("cuda:") or d == "mps"):
+            raise ValueError(f"device {d!r} is not cpu, cuda or cuda:N; e.g. --devices cuda:0,cuda:1")
+    return devices
+
+
 def model_device(model):
     import torch
 

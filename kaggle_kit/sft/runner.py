@@ -78,7 +78,7 @@ def peft_config_causal(model, peft: dict):
 
 def _precision(cfg):
     """train.precision for this process's device (the same rule as classifier training)."""
-    from kaggle_kit.train.runner import choose_precision
+    from kaggle_kit.train.numerics import choose_precision
 
     return choose_precision(cfg.train.precision)
 
@@ -125,8 +125,8 @@ def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SF
     from kaggle_kit.runtime.manifest import Manifest, config_sha256, library_versions
     from kaggle_kit.runtime.modeling import load_tokenizer
     from kaggle_kit.runtime.prompting import PromptSpec
-    from kaggle_kit.train.guard import check_final, guarded_trainer, nonfinite_guard
-    from kaggle_kit.train.runner import PARTIAL_SUFFIX, _publish, guard_context, train_section_args
+    from kaggle_kit.train.numerics import check_final, guard_context, guarded_trainer, nonfinite_guard
+    from kaggle_kit.train.runner import PARTIAL_SUFFIX, _publish, train_section_args
 
     from .data import SFTCollator, build_sft_examples, split_rows
 

@@ -237,24 +237,6 @@ def plan_run(cfg, fold: Optional[int] = None, resume: bool = False, allow_kind_f
                 fold, n_folds, train_idx, val_idx, metric, output, partial, resume_from)
 
 
-def training_device() -> str:
-    """The device this process trains on: its LOCAL_RANK GPU, else the CPU."""
-    import torch
-
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
-
-
-def choose_precision(name: str, device: Optional[str] = None) -> str:
-    """train.precision resolved for ``device`` (default: :func:`training_device`) by the one rule of
-    :func:`kaggle_kit.runtime.precision.resolve_precision`; a value the device cannot honour is a KitError."""
-    from kaggle_kit.runtime.precision import resolve_precision
-
-    try:
-        return resolve_precision(name, device or training_device())
-    except ValueError as exc:
-        raise KitError(str(exc)) from None
-
-
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}"
@@ -268,11 +250,11 @@ def _make_trainer_class():
     from transformers import Trainer
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from .guard import guarded_trainer
+    from .numerics import guarded_trainer
 
     class KitTrainer(guarded_trainer(Trainer)):
         """Trainer whose length-grouped sampler uses the precomputed lengths of EncodedDataset, and whose
-        micro-batch losses go to the non-finite guard (train/guard.py)."""
+        micro-batch losses go to the non-finite guard (train/numerics.py)."""
 
         def _get_train_sampler(self, train_dataset=None):
             ds = train_dataset if train_dataset is not None else self.train_dataset
@@ -353,19 +335,8 @@ def train_section_args(cfg) -> dict:
         train_sampling_strategy="group_by_length" if cfg.train.group_by_length else "random",
         remove_unused_columns=False,
         disable_tqdm=False,
-        logging_nan_inf_filter=False,  # log a NaN/inf loss as it is (train/guard.py stops the run on it)
+        logging_nan_inf_filter=False,  # log a NaN/inf loss as it is (train/numerics.py stops the run on it)
     )
-
-
-def swap_applied(cfg, kind: str) -> bool:
-    """train.swap_augment takes effect for pairwise (A/B) tasks only."""
-    return bool(cfg.train.swap_augment and kind == "pairwise")
-
-
-def guard_context(cfg, precision: str, partial) -> dict:
-    """What :func:`kaggle_kit.train.guard.likely_cause` needs to name a non-finite loss's likely cause."""
-    return {"dtype": cfg.model.dtype, "precision": precision, "learning_rate": cfg.train.learning_rate,
-            "quantization": cfg.quantization.mode, "partial": str(partial)}
 
 
 def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Callable = print,
@@ -389,6 +360,7 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
 
     from .data import PadCollator, build_examples
     from .model import attach_adapter, resolve_targets, trainable_summary
+    from .numerics import check_final, choose_precision, guard_context, nonfinite_guard, swap_applied
 
     ds = plan.dataset
     say(f"data: {ds.path} ({ds.format}, {plan.kind}, labels {plan.labels}); "
@@ -488,8 +460,6 @@ def run_training(cfg, fold: Optional[int] = None, resume: bool = False, log: Cal
         last_metrics.update(full)
         return M.scalar_metrics(full)
 
-    from .guard import check_final, nonfinite_guard
-
     context = guard_context(cfg, precision, plan.partial)
     callbacks = [_eval_line_callback(say, val_sorted.num_tokens, plan.metric), nonfinite_guard(context)]
     if cfg.train.early_stopping_patience > 0:
@@ -548,6 +518,7 @@ def _write_run_folder(cfg, plan, pm, tok, spec, targets, quant, summary, logits,
     from kaggle_kit.runtime.manifest import Manifest, config_sha256, library_versions
 
     from . import plots
+    from .numerics import swap_applied
 
     out = plan.partial
     pm.save_pretrained(str(out))

@@ -1,6 +1,10 @@
-"""Stop training on a non-finite loss or non-finite evaluation metrics, naming the step and the likely cause.
+"""Numerics of a training run: the precision per device, settings as applied, and the non-finite stop.
 
-A NaN/inf loss never recovers by itself: AdamW spreads it into every trained weight on the next
+:func:`choose_precision` resolves ``train.precision`` for this process's device with the one rule of
+:mod:`kaggle_kit.runtime.precision` (shared with prediction and generation).
+
+Stop training on a non-finite loss or non-finite evaluation metrics, naming the step and the likely
+cause. A NaN/inf loss never recovers by itself: AdamW spreads it into every trained weight on the next
 step, every later evaluation says ``log_loss nan``, and the saved adapter predicts garbage. The
 Trainer does not stop (and by default hides it: ``logging_nan_inf_filter=True`` replaces a
 non-finite logged loss with the window's mean), so :func:`nonfinite_guard` checks
@@ -15,9 +19,39 @@ then left as ``<output>.partial`` and never renamed into a finished run.
 from __future__ import annotations
 
 import math
+import os
 from typing import Optional
 
 from kaggle_kit.errors import KitError
+
+
+def training_device() -> str:
+    """The device this process trains on: its LOCAL_RANK GPU, else the CPU."""
+    import torch
+
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
+
+
+def choose_precision(name: str, device: Optional[str] = None) -> str:
+    """train.precision resolved for ``device`` (default: :func:`training_device`) by
+    :func:`kaggle_kit.runtime.precision.resolve_precision`; a value the device cannot honour is a KitError."""
+    from kaggle_kit.runtime.precision import resolve_precision
+
+    try:
+        return resolve_precision(name, device or training_device())
+    except ValueError as exc:
+        raise KitError(str(exc)) from None
+
+
+def swap_applied(cfg, kind: str) -> bool:
+    """train.swap_augment takes effect for pairwise (A/B) tasks only (what the manifest records)."""
+    return bool(cfg.train.swap_augment and kind == "pairwise")
+
+
+def guard_context(cfg, precision: str, partial) -> dict:
+    """What :func:`likely_cause` needs to name a non-finite loss's likely cause."""
+    return {"dtype": cfg.model.dtype, "precision": precision, "learning_rate": cfg.train.learning_rate,
+            "quantization": cfg.quantization.mode, "partial": str(partial)}
 
 
 class NonFiniteTraining(KitError):
