@@ -233,7 +233,8 @@ def test_all_folds_with_a_holdout_fraction_is_refused(tmp_path, small_csv):
     from kaggle_kit.cli import main
 
     r = CliRunner().invoke(main, ["train", "--all-folds", "--data", str(small_csv), "--model", "tiny",
-                                  "--output", str(tmp_path / "runs"), "--set", "data.val_fraction=0.2"])
+                                  "--output", str(tmp_path / "runs"), "--set", "data.val_fraction=0.2",
+                                  "--config", str(tmp_path / "none.toml")])
     assert r.exit_code == 2, r.output
     assert "Error:" in r.output and "val_fraction" in r.output and "identical" in r.output
     assert not (tmp_path / "runs").exists()
