@@ -58,6 +58,8 @@ class ConfigError(ValueError):
 class KaggleConfig:
     username: str = _f("", "Kaggle user name; empty = from KAGGLE_USERNAME or the kaggle credentials.")
     competition: str = _f("", "Competition slug, e.g. 'llm-classification-finetuning'.")
+    extra_machine_shapes: list = _f([], "Accelerator names (machine_shape) Kaggle added after this kit's list; "
+                                        "`kit validate` accepts them as they are.")
 
 
 @dataclass
@@ -179,7 +181,8 @@ class KernelConfig:
     slug: str = _f("", "Kernel slug; empty = '<competition>-<name>'.")
     title: str = _f("", "Kernel title; empty = the slug. Kaggle derives the id from it.")
     template: str = _f("inference", "Notebook source in notebooks_src/ (without .py).")
-    accelerator: str = _f("NvidiaTeslaT4", "Kaggle accelerator (machine_shape).")
+    accelerator: str = _f("NvidiaTeslaT4", "Kaggle accelerator (machine_shape): NvidiaTeslaT4 = GPU T4 x2, "
+                                           "TpuV5E8 = TPU v5e-8, '' = CPU; new names: kaggle.extra_machine_shapes.")
     enable_gpu: bool = _f(True, "Run on a GPU.")
     enable_internet: bool = _f(False, "Internet access (must be off for competition submissions).")
     is_private: bool = _f(True, "Private kernel.")
@@ -437,7 +440,7 @@ PRESETS: dict[str, dict] = {
         "kaggle": {"competition": "llm-classification-finetuning"},
         "model": {"name": "google/gemma-2-9b-it"},
         "task": {"kind": "pairwise", "labels": ["winner_model_a", "winner_model_b", "winner_tie"], "metric": "log_loss"},
-        "data": {"train": "data/train.csv", "test": "/kaggle/input/llm-classification-finetuning/test.csv", "format": "lmsys"},
+        "data": {"train": "data/train.csv", "test": "/kaggle/input/competitions/llm-classification-finetuning/test.csv", "format": "lmsys"},
         "prompt": {"max_length": 2048, "truncation": "per_component"},
         "quantization": {"mode": "4bit"},
         "peft": {"method": "lora", "r": 16, "alpha": 32.0, "targets": ["attention"], "freeze_layers": 16},
@@ -454,7 +457,7 @@ PRESETS: dict[str, dict] = {
         "kaggle": {"competition": "wsdm-cup-multilingual-chatbot-arena"},
         "model": {"name": "google/gemma-2-9b-it"},
         "task": {"kind": "pairwise", "labels": ["model_a", "model_b"], "metric": "accuracy"},
-        "data": {"train": "data/train.parquet", "test": "/kaggle/input/wsdm-cup-multilingual-chatbot-arena/test.parquet", "format": "wsdm"},
+        "data": {"train": "data/train.parquet", "test": "/kaggle/input/competitions/wsdm-cup-multilingual-chatbot-arena/test.parquet", "format": "wsdm"},
         "prompt": {"max_length": 2048, "truncation": "per_component"},
         "quantization": {"mode": "4bit"},
         "peft": {"method": "lora", "r": 16, "alpha": 32.0, "targets": ["attention"], "freeze_layers": 6},

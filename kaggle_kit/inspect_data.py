@@ -91,7 +91,6 @@ def inspect_file(
     head_fraction: float = 0.5,
     template: str = "kit-v1",
     plot: Optional[str] = None,
-    skip_bad_rows: bool = False,
     label_names: Optional[list] = None,
     text_columns: tuple = (),
     label_columns: tuple = (),
@@ -110,6 +109,11 @@ def inspect_file(
     ``truncation`` (per strategy: ``truncated_share``, per-component ``cut_share`` and
     ``kept_share``, ``dropped_components``), ``plot`` (the PNG written, or None).
 
+    Rows with bad labels never stop the inspection (it is the tool that finds them): they are
+    listed among ``problems``, their ids in ``bad_label_rows``, counted in ``skipped`` and left out
+    of the label and length statistics; `kit train` refuses such a file unless
+    ``data.skip_bad_rows = true``.
+
     Raises :class:`DataError` for unusable files (the CLI prints it as ``Error: …``).
     """
     import numpy as np
@@ -119,8 +123,10 @@ def inspect_file(
 
     ds = read_dataset(
         path, format, label_names=label_names, text_columns=tuple(text_columns), label_columns=tuple(label_columns),
-        id_column=id_column, skip_bad_rows=skip_bad_rows, multilabel=multilabel, seed=seed,
+        id_column=id_column, skip_bad_rows=True, multilabel=multilabel, seed=seed,
     )
+    kept_ids = {str(r.id) for r in ds.rows}
+    bad_label_rows = list(dict.fromkeys(str(p.id) for p in ds.problems if ds.skipped and str(p.id) not in kept_ids))
     tok, tok_name = load_inspect_tokenizer(tokenizer_path)
     unit = "characters" if isinstance(tok, CharTokenizer) else "tokens"
     kind = ds.kind
@@ -201,6 +207,7 @@ def inspect_file(
         "has_labels": ds.has_labels,
         "labels": ds.label_counts() if ds.has_labels else {},
         "skipped": ds.skipped,
+        "bad_label_rows": bad_label_rows,
         "problems": [p.to_dict() for p in ds.problems],
         "problem_counts": dict(Counter(_reason_kind(p.reason) for p in ds.problems)),
         "unit": unit,
@@ -278,6 +285,10 @@ def format_report(report: dict, max_problems: int = 10) -> str:
         f"format:   {report['format']}  ({report['detected']})",
         f"rows:     {report['rows']}   skipped: {report['skipped']}   problems: {len(report['problems'])}",
     ]
+    if report.get("bad_label_rows"):
+        n_bad = len(report["bad_label_rows"])
+        lines.append(f"bad labels: {n_bad} row(s), left out of the counts below and listed under problems; "
+                     "`kit train` refuses them unless data.skip_bad_rows = true")
     if report["labels"]:
         total = sum(report["labels"].values()) or 1
         lines.append("labels:   " + "   ".join(f"{k} {v} ({v / total:.1%})" for k, v in report["labels"].items()))

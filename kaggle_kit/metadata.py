@@ -87,11 +87,38 @@ MODEL_LICENSE_ALIASES = {
 }
 GEMMA_TERMS = "https://ai.google.dev/gemma/terms"
 
-# Accelerators (kernel `machine_shape`). Kaggle's current values are not published by the client;
-# these are the names seen in the wild. Names outside the list are accepted when they look like
-# one (Nvidia*/Tpu*), so a new accelerator needs no kit release.
-ACCELERATORS = ("NvidiaTeslaT4", "NvidiaTeslaT4Highmem", "NvidiaTeslaP100", "NvidiaL4", "NvidiaL4X1", "NvidiaH100", "TpuV38", "TpuV5E8", "Tpu1VmV38")
-ACCELERATOR_RE = re.compile(r"^(Nvidia|Tpu)[A-Za-z0-9]+$")
+# Accelerators (kernel-metadata.json `machine_shape`, `kaggle kernels push --accelerator`). The
+# client sends the value as it is ("The allowed names are in an enum that is not currently included
+# in kagglesdk", kaggle 2.2.4 `kernels_push`), and Kaggle's server runs a name it does not offer on
+# another machine instead of refusing it, so the kit checks the name against Kaggle's own lists:
+# - Kaggle/kaggle-cli docs/kernels.md (Feb 2026) lists NvidiaTeslaP100, NvidiaTeslaT4,
+#   NvidiaTeslaT4Highmem, NvidiaTeslaA100, NvidiaL4, NvidiaL4X1, NvidiaH100, NvidiaRtxPro6000,
+#   TpuV38, Tpu1VmV38, TpuV5E8, TpuV6E8: "some are only available to participants of specific
+#   competitions, and some only to Kaggle admins";
+# - Kaggle/kaggle-cli PR #1198 (2026-09-17, closing issue #1196): the editor's "GPU T4 x2" (the
+#   default GPU; a single T4 is no longer offered) is `NvidiaTeslaT4`, "TPU v5e-8" is `TpuV5E8`;
+#   `NvidiaTeslaT4Highmem` is an internal admin-only pool and was removed from the user docs;
+# - Kaggle/kaggle-cli `kernels_push` warns that retired shapes are swapped by the server
+#   (tests/unit/test_kernels_push_retired_accelerator.py): NvidiaTeslaP100 -> NvidiaTeslaT4,
+#   TpuV38 / Tpu1VmV38 -> TpuV5E8, TpuV232 / TpuV2256 -> CPU.
+# A shape Kaggle adds later: list it in kit.toml `kaggle.extra_machine_shapes` (the explicit override).
+MACHINE_SHAPES = {"NvidiaTeslaT4": "GPU T4 x2", "TpuV5E8": "TPU v5e-8"}  # what every user can pick
+# Documented, but only for some competitions (or admins): pushed elsewhere, Kaggle runs the default.
+RESTRICTED_SHAPES = {
+    "NvidiaTeslaA100": "A100", "NvidiaL4": "L4", "NvidiaL4X1": "L4 x1", "NvidiaH100": "H100",
+    "NvidiaRtxPro6000": "RTX Pro 6000", "TpuV6E8": "TPU v6e-8",
+}
+# Not for users: name -> what to write instead.
+UNAVAILABLE_SHAPES = {
+    "NvidiaTeslaT4Highmem": ("an internal admin-only pool (kaggle-cli PR #1198)", "NvidiaTeslaT4"),
+    "NvidiaTeslaP100": ("retired; Kaggle runs NvidiaTeslaT4 instead", "NvidiaTeslaT4"),
+    "TpuV38": ("retired; Kaggle runs TpuV5E8 instead", "TpuV5E8"),
+    "Tpu1VmV38": ("retired; Kaggle runs TpuV5E8 instead", "TpuV5E8"),
+    "TpuV232": ("retired; Kaggle runs it on the CPU", ""),
+    "TpuV2256": ("retired; Kaggle runs it on the CPU", ""),
+}
+GPU_SHAPE_PREFIX = "Nvidia"
+TPU_SHAPE_PREFIX = "Tpu"
 
 
 # --------------------------------------------------------------------------- names
@@ -329,19 +356,32 @@ def instance_source(cfg: KitConfig, name: str, root: str | Path = ".") -> Path:
     return path if path.is_absolute() else Path(root) / path
 
 
-def model_metadata(cfg: KitConfig, instance_name: str) -> dict:
-    """model-metadata.json of the model the instance belongs to."""
+def model_metadata(cfg: KitConfig, instance_name: str, root: str | Path = ".", manifest: Optional[dict] = None) -> dict:
+    """model-metadata.json of the model the instance belongs to. For an adapter, the description
+    (Kaggle's model card) is written from its kit_manifest.json (``manifest``, else read from the
+    instance's folder under ``root``; see `kaggle_kit.model_card`)."""
+    from kaggle_kit import model_card
+
     inst = instance_config(cfg, instance_name)
-    what = "fine-tuned adapter" if inst.kind == "adapter" else "base model"
-    description = (
-        f"# Model Summary\n\n{inst.model_title or inst.model_slug}: a {what} published with kaggle-kit "
-        f"(base: `{cfg.model.name}`).\n\n# Model Characteristics\n\nTask: {cfg.task.kind}, metric: {cfg.task.metric}.\n"
-    )
+    title = inst.model_title or inst.model_slug
+    if inst.kind == "adapter" and manifest is None:
+        try:
+            manifest, _ = model_card.read_manifest(instance_source(cfg, instance_name, root))
+        except KitError:
+            manifest = None
+    if inst.kind == "adapter" and manifest:
+        description = model_card.adapter_card(title, manifest)
+    else:
+        what = "fine-tuned adapter" if inst.kind == "adapter" else "base model"
+        description = (
+            f"# Model Summary\n\n{title}: a {what} published with kaggle-kit "
+            f"(base: `{cfg.model.name}`).\n\n# Model Characteristics\n\nTask: {cfg.task.kind}, metric: {cfg.task.metric}.\n"
+        )
     return render_metadata(
         "model-metadata.json",
         dict(
             owner=owner(cfg),
-            title=inst.model_title or inst.model_slug,
+            title=title,
             slug=inst.model_slug,
             subtitle="",
             is_private=inst.is_private,
@@ -350,12 +390,15 @@ def model_metadata(cfg: KitConfig, instance_name: str) -> dict:
     )
 
 
-def instance_metadata(cfg: KitConfig, instance_name: str) -> dict:
-    """model-instance-metadata.json (framework in Kaggle's spelling, licence in Kaggle's name)."""
+def instance_metadata(cfg: KitConfig, instance_name: str, manifest: Optional[dict] = None) -> dict:
+    """model-instance-metadata.json (framework in Kaggle's spelling, licence in Kaggle's name). An
+    adapter's base and method come from its kit_manifest.json (``manifest``) when given."""
     inst = instance_config(cfg, instance_name)
     if inst.kind == "adapter":
+        base = str((manifest or {}).get("base_model", {}).get("name") or cfg.model.name)
+        method = str((manifest or {}).get("peft", {}).get("method") or cfg.peft.method)
         overview = (
-            f"PEFT adapter ({cfg.peft.method}) with its classification head for `{cfg.model.name}`; "
+            f"PEFT adapter ({method}) with its classification head for `{base}`; "
             "kit_manifest.json inside records the prompt format, labels and quantization."
         )
         usage = (

@@ -16,12 +16,9 @@ number of times (``KIT_RETRIES``, default 4; first delay ``KIT_RETRY_DELAY`` sec
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import io
-import json
 import os
 import shutil
-import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,107 +26,23 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from kaggle_kit import metadata as md
+from kaggle_kit import model_card
+from kaggle_kit import uploads as up
 from kaggle_kit import validate as vd
 from kaggle_kit.config import KitConfig
+from kaggle_kit.credentials import (  # noqa: F401  (re-exported: publish.find_credentials etc.)
+    Credentials,
+    client_config_dir,
+    configured_secrets,
+    credential_places,
+    find_credentials,
+)
 from kaggle_kit.errors import KitError
 from kaggle_kit.templating import read_json, write_json
 
 STAGE_DIR = Path(".kit") / "stage"
-ALWAYS_EXCLUDE = (".git", "__pycache__", ".ipynb_checkpoints", ".kit", ".cache", ".huggingface", "*.pyc", ".DS_Store")
-# What a training run folder holds that does not belong in the published adapter.
-ADAPTER_EXCLUDE = ("checkpoint-*", "runs", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "training_args.bin", "trainer_state.json")
-# Duplicate weight formats next to safetensors in a base snapshot.
-BASE_EXCLUDE = ("original", "*.pth", "*.pt", "*.gguf", "*.h5", "*.msgpack", "*.onnx", "*.ot", "*.ckpt")
 
 TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
-
-
-# --------------------------------------------------------------------------- credentials
-
-
-@dataclass
-class Credentials:
-    """Where the kaggle client will find credentials. ``secrets`` is never printed or written."""
-
-    kind: str
-    source: str
-    username: str = ""
-    warnings: list = field(default_factory=list)
-    secrets: list = field(default_factory=list, repr=False)
-
-    def describe(self) -> str:
-        return f"{self.kind} ({self.source})"
-
-
-def client_config_dir() -> Path:
-    """The folder the kaggle client reads kaggle.json from (same rule as the client)."""
-    if os.environ.get("KAGGLE_CONFIG_DIR"):
-        return Path(os.environ["KAGGLE_CONFIG_DIR"])
-    home = Path(os.path.expanduser("~"))
-    legacy = home / ".kaggle"
-    if sys.platform.startswith("linux") and not legacy.exists():
-        return Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"
-    return legacy
-
-
-def credential_places() -> str:
-    return (
-        "KAGGLE_API_TOKEN (environment), ~/.kaggle/access_token, KAGGLE_USERNAME + KAGGLE_KEY (environment), "
-        f"{client_config_dir() / 'kaggle.json'}"
-    )
-
-
-def find_credentials(required: bool = True) -> Optional[Credentials]:
-    """Look where the kaggle client looks, in its order. Raises KitError naming the places when none."""
-    found: Optional[Credentials] = None
-    secrets: list[str] = []
-    warnings: list[str] = []
-    token = os.environ.get("KAGGLE_API_TOKEN")
-    if token:
-        if Path(token).is_file():
-            value = Path(token).read_text().strip()
-            secrets.append(value)
-            found = Credentials("access token", f"file named by KAGGLE_API_TOKEN: {token}")
-        else:
-            secrets.append(token)
-            found = Credentials("access token", "KAGGLE_API_TOKEN")
-    if found is None:
-        for name in ("access_token", "access_token.txt"):
-            path = Path(os.path.expanduser("~/.kaggle")) / name
-            if path.is_file() and path.read_text().strip():
-                secrets.append(path.read_text().strip())
-                found = Credentials("access token", str(path))
-                break
-    cred_file = client_config_dir() / "kaggle.json"
-    file_user = ""
-    if cred_file.is_file():
-        try:
-            data = json.loads(cred_file.read_text())
-        except (OSError, ValueError):
-            data = {}
-            warnings.append(f"{cred_file} is not valid JSON; the kaggle client will ignore it")
-        if os.name != "nt" and cred_file.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
-            warnings.append(f"{cred_file} is readable by other users; run `chmod 600 {cred_file}`")
-        if isinstance(data, dict) and data.get("key"):
-            secrets.append(str(data["key"]))
-            file_user = str(data.get("username", ""))
-            if found is None:
-                found = Credentials("kaggle.json", str(cred_file), username=file_user)
-    if os.environ.get("KAGGLE_KEY"):
-        secrets.append(os.environ["KAGGLE_KEY"])
-        if found is None and os.environ.get("KAGGLE_USERNAME"):
-            found = Credentials("environment", "KAGGLE_USERNAME + KAGGLE_KEY")
-    if found is None:
-        if required:
-            raise KitError(
-                "no Kaggle credentials found; the kaggle client looks in: " + credential_places()
-                + ". Create a token at https://www.kaggle.com/settings (API section) and put kaggle.json there (chmod 600)"
-            )
-        return Credentials("none", "", warnings=warnings, secrets=secrets)
-    found.username = os.environ.get("KAGGLE_USERNAME") or found.username or file_user
-    found.warnings = warnings
-    found.secrets = [s for s in secrets if s]
-    return found
 
 
 def open_api(creds: Optional[Credentials] = None, warn: Callable[[str], None] = lambda m: print(f"Warning: {m}", file=sys.stderr)):
@@ -254,49 +167,18 @@ def fresh_stage(root: Path, kind: str, name: str) -> Path:
     return path
 
 
-def _excluded(rel: Path, patterns) -> bool:
-    return any(fnmatch.fnmatch(part, pat) for part in rel.parts for pat in patterns)
-
-
 def stage_tree(src: Path, dest: Path, exclude=(), secrets=()) -> list[str]:
-    """Copy ``src`` into ``dest`` minus ``exclude`` (names or globs, at any depth). All refusals
-    (credential-looking files, symlinks leaving ``src``) are collected and raised together."""
+    """Copy what an upload of ``src`` sends (`uploads.upload_files`: minus ``exclude``, names or
+    globs at any depth) into ``dest``. All refusals of the one upload rule (credential names or
+    bytes, symlinks leaving ``src``) are collected and raised together."""
     src, dest = Path(src), Path(dest)
-    root = src.resolve()
-    patterns = tuple(ALWAYS_EXCLUDE) + tuple(exclude)
-    chosen, problems = [], []
-    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
-        here = Path(dirpath)
-        for d in list(dirnames):
-            rel = (here / d).relative_to(src)
-            if _excluded(rel, patterns):
-                dirnames.remove(d)
-            elif (here / d).is_symlink():
-                dirnames.remove(d)
-                target = (here / d).resolve()
-                if not (root in target.parents):
-                    problems.append(f"{src}/{rel}: a symlink leaving the folder (-> {target}); copy it in or remove the link")
-                else:
-                    for f in target.rglob("*"):
-                        if f.is_file():
-                            chosen.append((f, rel / f.relative_to(target)))
-        for f in filenames:
-            path = here / f
-            rel = path.relative_to(src)
-            if _excluded(rel, patterns):
-                continue
-            if path.is_symlink():
-                target = path.resolve()
-                if not (root in target.parents):
-                    problems.append(f"{src}/{rel}: a symlink leaving the folder (-> {target}); copy the file in or remove the link")
-                    continue
-            chosen.append((path, rel))
-    for path, rel in chosen:
-        reason = vd.credential_reason(path.resolve(), secrets)
-        if reason:
-            problems.append(f"{src}/{rel}: refused, {reason}; move it out of the folder (credentials are never uploaded)")
+    chosen, problems = up.check_upload(src, exclude, secrets)
     if problems:
         raise KitError("refusing to upload:\n  - " + "\n  - ".join(problems))
+    return _copy_files(chosen, dest)
+
+
+def _copy_files(chosen, dest: Path) -> list[str]:
     out = []
     for path, rel in chosen:
         target = dest / rel
@@ -331,8 +213,7 @@ def _raise_problems(problems: list[str], what: str) -> None:
 
 
 def _secrets() -> list[str]:
-    creds = find_credentials(required=False)
-    return creds.secrets if creds else []
+    return configured_secrets()
 
 
 # --------------------------------------------------------------------------- datasets
@@ -396,33 +277,30 @@ def push_model(cfg: KitConfig, instance: str, root: str | os.PathLike = ".", ver
     root = Path(root)
     inst = md.instance_config(cfg, instance)
     src = md.instance_source(cfg, instance, root)
-    model_meta = md.model_metadata(cfg, instance)
-    inst_meta = md.instance_metadata(cfg, instance)
+    manifest = model_card.read_manifest(src)[0] if inst.kind == "adapter" and src.is_dir() else None
+    model_meta = md.model_metadata(cfg, instance, root, manifest)
+    inst_meta = md.instance_metadata(cfg, instance, manifest)
     where = f"[instances.{instance}]"
     problems = vd.check_model_metadata(model_meta, f"{where} model") + vd.check_instance_metadata(inst_meta, where)
     if inst.kind == "adapter" and inst_meta["framework"] != "transformers":
         problems.append(f"{where}: framework = {inst.framework!r}: a PEFT adapter is published as 'transformers'")
-    if not src.is_dir():
-        how = "run `kit train`" if inst.kind == "adapter" else "run `kit fetch-base`"
-        problems.append(f"{where}: the folder to publish, {src}, does not exist; {how} or set instances.{instance}.source")
-    else:
-        need = "adapter_config.json" if inst.kind == "adapter" else "config.json"
-        if not (src / need).is_file():
-            problems.append(f"{where}: {src} has no {need}; point instances.{instance}.source at the {'run folder of kit train' if inst.kind == 'adapter' else 'base model snapshot'}")
+    notes: list[str] = []
+    # the same folder rule as `kit validate`: what the notebook needs, and the upload/credential rule
+    problems += vd.instance_folder_problems(cfg, instance, src, where, _secrets(), notes)
     _raise_problems(problems, "push-model")
     stage = fresh_stage(root, "model", instance)
     files_dir, model_dir = stage / "instance", stage / "model"
     files_dir.mkdir()
     model_dir.mkdir()
-    exclude = ADAPTER_EXCLUDE if inst.kind == "adapter" else BASE_EXCLUDE
-    if inst.kind == "base" and any(src.glob("*.safetensors")):
-        exclude = exclude + ("pytorch_model*.bin", "tf_model*", "flax_model*")
-    stage_tree(src, files_dir, exclude=exclude + ("model-instance-metadata.json", "model-metadata.json"), secrets=_secrets())
+    _copy_files(up.upload_files(src, up.instance_exclude(inst.kind, src))[0], files_dir)
+    if manifest:  # the kit's card replaces PEFT's boilerplate README.md (left out by ADAPTER_EXCLUDE)
+        (files_dir / "README.md").write_text(model_meta["description"], encoding="utf-8")
     write_json(files_dir / "model-instance-metadata.json", inst_meta)
     write_json(model_dir / "model-metadata.json", model_meta)
     handle = md.instance_handle(cfg, instance)
     result = PushResult("model", instance, "dry-run", handle, stage,
-                        {"model-metadata.json": model_meta, "model-instance-metadata.json": inst_meta}, _listing(files_dir))
+                        {"model-metadata.json": model_meta, "model-instance-metadata.json": inst_meta}, _listing(files_dir),
+                        notes=[f"warning: {n}" for n in notes])
     if dry_run:
         return result
     api = api or open_api()
@@ -488,7 +366,9 @@ def push_kernel(cfg: KitConfig, name: str, root: str | os.PathLike = ".", accele
     md.kernel_config(cfg, name)
     # check what kit.toml says before any network call ('latest' versions stand in as 1 here)
     pre = md.kernel_metadata(cfg, name, f"{name}.ipynb", resolve=lambda *a: 1, accelerator=accelerator)
-    _raise_problems(vd.check_kernel_metadata(pre, f"kit.toml [kernels.{name}]"), "push-kernel")
+    warnings: list[str] = []
+    extra = cfg.kaggle.extra_machine_shapes
+    _raise_problems(vd.check_kernel_metadata(pre, f"kit.toml [kernels.{name}]", warnings=warnings, extra_shapes=extra), "push-kernel")
     offline = dry_run or no_run
     state = {"api": api}
 
@@ -514,12 +394,14 @@ def push_kernel(cfg: KitConfig, name: str, root: str | os.PathLike = ".", accele
     on_disk = read_json(meta_path)
     code_file = on_disk.get("code_file") or f"{name}.ipynb"
     meta = md.kernel_metadata(cfg, name, code_file, resolve=resolve, accelerator=accelerator)
-    _raise_problems(vd.check_kernel_metadata(meta, str(meta_path), folder), "push-kernel")
+    problems = vd.check_kernel_metadata(meta, str(meta_path), folder, warnings=warnings, extra_shapes=extra)
+    # a kernel push sends only the code file: the same upload rule as `kit validate`
+    _raise_problems(problems + up.check_files([folder / code_file], _secrets()), "push-kernel")
     staged = fresh_stage(root, "kernel", name)
     shutil.copy2(folder / code_file, staged / Path(code_file).name)
     meta["code_file"] = Path(code_file).name
-    _raise_problems(vd.check_upload_folder(staged, _secrets()), "push-kernel")
     write_json(staged / "kernel-metadata.json", meta)
+    notes += [f"warning: {w}" for w in dict.fromkeys(warnings)]
     result = PushResult("kernel", name, "dry-run" if dry_run else "staged", meta["id"], staged,
                         {"kernel-metadata.json": meta}, _listing(staged), notes=notes)
     if offline:

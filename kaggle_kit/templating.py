@@ -11,8 +11,19 @@ from pathlib import Path
 from kaggle_kit.errors import KitError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-METADATA_TEMPLATES = REPO_ROOT / "metadata_templates"
-NOTEBOOK_SOURCES = REPO_ROOT / "notebooks_src"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _shipped(name: str) -> Path:
+    """``notebooks_src`` / ``metadata_templates``: inside the installed package (a wheel or
+    ``pip install .``; pyproject maps the top-level folders there), else the source tree's
+    top-level folder (a checkout or an editable install)."""
+    inside = PACKAGE_DIR / name
+    return inside if inside.is_dir() else REPO_ROOT / name
+
+
+METADATA_TEMPLATES = _shipped("metadata_templates")
+NOTEBOOK_SOURCES = _shipped("notebooks_src")
 
 
 def _json(value) -> str:

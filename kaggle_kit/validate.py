@@ -1,120 +1,58 @@
 """Checks of Kaggle metadata and upload folders, run before any network call.
 
-Covers the kaggle client's own local checks (kaggle 2.2.4, `kaggle_api_extended.py`: language and
-kernel type, title lengths, 5-part model sources with an integer version, one licence, slug
-syntax, booleans) and stricter ones it lacks: slug syntax everywhere, id == slug of the title,
-frameworks from Kaggle's enum, licence names Kaggle knows, internet off for competition kernels,
-an accelerator when a GPU is asked for, and local sources that exist.
+As lenient as the kaggle client (kaggle 2.2.4, `kaggle/api/kaggle_api_extended.py`) and as strict
+as Kaggle's server: what the client accepts is accepted (string booleans, with a warning to write
+real ones); what the client or the server refuses, or what the server silently changes (an unknown
+`machine_shape`, a source that names another dataset), is a problem. The rules and where each comes
+from are noted beside them here and in `kaggle_kit.kernel_checks` (kernel fields and the notebook),
+`kaggle_kit.uploads` (the one upload/credential rule) and `kaggle_kit.model_card` (adapter folders).
 
-Every function returns a list of problems (strings naming the file/field, the value and the fix);
-nothing raises, so that `kit validate` can show all of them at once.
+Every function returns (or appends to) lists of problems and warnings (strings naming the
+file/field, the value and the fix); nothing raises, so `kit validate` shows all of them at once.
 """
 from __future__ import annotations
 
-import fnmatch
-import json
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
+from kaggle_kit import kernel_checks as kc
 from kaggle_kit import metadata as md
+from kaggle_kit import model_card as mc
+from kaggle_kit import uploads as up
 from kaggle_kit.errors import KitError
 
-# --------------------------------------------------------------------------- credentials
+_slug = kc.md_slug
 
-CREDENTIAL_NAMES = (
-    "kaggle.json", "access_token", "access_token.txt", ".env", ".env.*", "*.env", ".netrc", "_netrc",
-    ".git-credentials", "credentials", "credentials.json", "id_rsa", "id_rsa.*", "id_dsa", "id_dsa.*",
-    "id_ecdsa", "id_ecdsa.*", "id_ed25519", "id_ed25519.*", "*.pem", "*.key", "*.p12", "*.pfx", ".pypirc",
-    "token", "hf_token", ".huggingface_token",
-)
-_PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
-_TOKEN_PATTERNS = (
-    re.compile(rb"\bhf_[A-Za-z0-9]{30,}\b"),  # Hugging Face access token
-    re.compile(rb"\bKGAT_[A-Za-z0-9]{16,}\b"),  # Kaggle access token
-)
+# The placeholders `kaggle kernels init`, `datasets init`, `models init` and `models instances init`
+# write; the client refuses them ("Default ... detected, please change values before uploading").
+_PLACEHOLDER = re.compile(r"INSERT_[A-Z_]+_HERE")
 
 
-def is_credential_name(name: str) -> bool:
-    low = name.lower()
-    return any(fnmatch.fnmatch(low, pat) for pat in CREDENTIAL_NAMES)
+@dataclass
+class Report:
+    """Problems (the upload would fail or misrun: exit 1) and warnings (it works; write it better)."""
+
+    problems: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"problems": list(self.problems), "warnings": list(self.warnings)}
 
 
-def credential_reason(path: Path, secrets: Iterable[str] = ()) -> Optional[str]:
-    """Why ``path`` looks like a credential (its name or its content), or None."""
-    if is_credential_name(path.name):
-        return f"its name ({path.name}) is that of a credential file"
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            head = fh.read(min(size, 4 << 20))
-    except OSError:
-        return None
-    if _PRIVATE_KEY.search(head):
-        return "it holds a private key"
-    for pat in _TOKEN_PATTERNS:
-        if pat.search(head):
-            return "it holds an access token"
-    if path.suffix == ".json" and size < 4096:
-        try:
-            data = json.loads(head)
-            if isinstance(data, dict) and {"username", "key"} <= set(data):
-                return "it looks like kaggle.json (username + key)"
-        except ValueError:
-            pass
-    for secret in secrets:
-        if secret and len(secret) >= 8 and secret.encode() in head:
-            return "it contains your Kaggle API key"
-    return None
-
-
-def check_upload_folder(folder: Path, secrets: Iterable[str] = (), where: str = "") -> list[str]:
-    """Credential-looking files and symlinks leaving ``folder`` (walks sub-folders; no symlink follow)."""
-    folder = Path(folder)
-    where = where or str(folder)
-    problems = []
-    if not folder.is_dir():
-        return [f"{where}: folder not found"]
-    root = folder.resolve()
-    secrets = list(secrets)
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        for name in list(dirnames) + filenames:
-            path = Path(dirpath) / name
-            rel = path.relative_to(folder)
-            if path.is_symlink():
-                target = path.resolve()
-                if not (target == root or root in target.parents):
-                    problems.append(f"{where}/{rel}: a symlink leaving the folder (-> {target}); copy the file in or remove the link")
-                    continue
-            if name in dirnames or path.is_dir():
-                continue
-            reason = credential_reason(path, secrets)
-            if reason:
-                problems.append(f"{where}/{rel}: refused, {reason}; move it out of the folder (credentials are never uploaded)")
-    return problems
+def _placeholders(meta: dict, where: str) -> list[str]:
+    return [f"{where}: {k} = {v!r} is the placeholder `kaggle ... init` writes; the client refuses it: fill it in"
+            for k, v in meta.items() if isinstance(v, str) and _PLACEHOLDER.search(v)]
 
 
 # --------------------------------------------------------------------------- fields
 
 
-def _slug(value, field: str, where: str, pattern=md.SLUG_RE, what="slug") -> list[str]:
-    if not isinstance(value, str) or not pattern.match(value):
-        rule = "lowercase letters, digits and single hyphens" + (", or underscores" if pattern is md.OWNER_RE else "")
-        fix = md.slugify(str(value)) if isinstance(value, str) else ""
-        hint = f" (e.g. {fix!r})" if fix and fix != value else ""
-        return [f"{where}: {field} = {value!r} is not a valid {what}: use {rule}, not starting or ending with one{hint}"]
-    return []
-
-
-def _bool(meta: dict, key: str, where: str) -> list[str]:
-    if key in meta and not isinstance(meta[key], bool):
-        return [f"{where}: {key} = {meta[key]!r} must be a JSON boolean (true/false), not {type(meta[key]).__name__}"]
-    return []
-
-
 def check_model_source(src, where: str) -> list[str]:
-    """``owner/model/framework/instance/VERSION`` with an integer version and a framework Kaggle knows."""
+    """``owner/model/framework/instance/VERSION`` with an integer version (the client's
+    `validate_model_instance_version_string`) and a framework of kagglesdk's `ModelFramework`."""
     parts = str(src).split("/")
     if not isinstance(src, str) or len(parts) != 5 or not all(parts):
         return [f"{where}: model source {src!r} must have 5 parts owner/model-slug/framework/instance-slug/VERSION, e.g. 'me/gemma2-adapter/transformers/peft-lora-classifier/1'"]
@@ -128,69 +66,52 @@ def check_model_source(src, where: str) -> list[str]:
     return problems
 
 
-def check_kernel_metadata(meta: dict, where: str = "kernel-metadata.json", folder: Optional[Path] = None) -> list[str]:
+def _kernel_id(meta: dict, where: str) -> list[str]:
+    """``id`` = ``owner/slug`` (no version: `kernels_push`), or ``id_no``; title slugifies to the id."""
     p: list[str] = []
-    ref = meta.get("id")
-    title = meta.get("title")
+    ref, title = meta.get("id"), meta.get("title")
     if not ref and not meta.get("id_no"):
-        p.append(f"{where}: id is missing; set it to 'owner/kernel-slug'")
-    elif ref:
+        return [f"{where}: id is missing; set it to 'owner/kernel-slug' (the client: \"ID or slug must be specified\")"]
+    if ref:
         parts = str(ref).split("/")
         if len(parts) != 2:
-            p.append(f"{where}: id = {ref!r} must be 'owner/kernel-slug' (no version)")
-        else:
-            p += _slug(parts[0], "id owner", where, md.OWNER_RE, "owner")
-            p += _slug(parts[1], "id slug", where)
-            if len(parts[1]) < 5:
-                p.append(f"{where}: id slug {parts[1]!r} must be at least 5 characters")
-            if isinstance(title, str) and title and md.slugify(title) != parts[1]:
-                p.append(f"{where}: title {title!r} gives the slug {md.slugify(title)!r}, not the id's {parts[1]!r}; make the title slugify to the id (or leave kernels.<name>.title empty)")
-    if not isinstance(title, str) or len(title) < 5:
-        p.append(f"{where}: title = {title!r} must be a string of at least 5 characters")
-    code = meta.get("code_file")
-    if not code:
-        p.append(f"{where}: code_file is missing; name the notebook, e.g. 'inference.ipynb'")
-    elif folder is not None and not (Path(folder) / code).is_file():
-        p.append(f"{where}: code_file {code!r} not found in {folder}; run `kit render`")
-    if meta.get("language") not in ("python", "r", "rmarkdown"):
-        p.append(f"{where}: language = {meta.get('language')!r} must be one of python, r, rmarkdown")
-    if meta.get("kernel_type") not in ("script", "notebook"):
-        p.append(f"{where}: kernel_type = {meta.get('kernel_type')!r} must be 'script' or 'notebook'")
-    for key in ("is_private", "enable_gpu", "enable_tpu", "enable_internet"):
-        p += _bool(meta, key, where)
-    if meta.get("competition_sources") and meta.get("enable_internet", True) is not False:
-        p.append(f"{where}: enable_internet = {meta.get('enable_internet', '(unset: the client sends true)')!r} but the kernel uses competition "
-                 f"{meta['competition_sources']}: competition submissions must run with internet off; set enable_internet false")
-    shape = meta.get("machine_shape")
-    if meta.get("enable_gpu") is True and not shape:
-        p.append(f"{where}: enable_gpu is true but machine_shape (the accelerator) is not set; set kernels.<name>.accelerator, e.g. 'NvidiaTeslaT4'")
-    if shape and shape not in md.ACCELERATORS and not md.ACCELERATOR_RE.match(str(shape)):
-        p.append(f"{where}: machine_shape = {shape!r} is not a Kaggle accelerator name (e.g. {', '.join(md.ACCELERATORS[:4])})")
-    if shape and str(shape).startswith("Nvidia") and meta.get("enable_gpu") is False:
-        p.append(f"{where}: machine_shape = {shape!r} is a GPU but enable_gpu is false; set enable_gpu true or clear the accelerator")
-    for key in ("dataset_sources", "kernel_sources", "competition_sources", "model_sources"):
-        if key in meta and not isinstance(meta[key], list):
-            p.append(f"{where}: {key} must be a list, got {meta[key]!r}")
-    for src in meta.get("dataset_sources") or []:
-        parts = str(src).split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            p.append(f"{where}: dataset source {src!r} must be 'owner/dataset-slug'")
-        else:
-            p += _slug(parts[0], f"dataset source {src!r} owner", where, md.OWNER_RE, "owner")
-            p += _slug(parts[1], f"dataset source {src!r} slug", where)
-    for src in meta.get("kernel_sources") or []:
-        parts = str(src).split("/")
-        if len(parts) not in (2, 3) or not all(parts) or len(parts[1]) < 5:
-            p.append(f"{where}: kernel source {src!r} must be 'owner/kernel-slug' (slug at least 5 characters)")
-    for src in meta.get("competition_sources") or []:
-        p += _slug(src, "competition source", where)
-    for src in meta.get("model_sources") or []:
-        p += check_model_source(src, where)
+            return [f"{where}: id = {ref!r} must be 'owner/kernel-slug' (no version)"]
+        p += _slug(parts[0], "id owner", where, md.OWNER_RE, "owner") + _slug(parts[1], "id slug", where)
+        if len(parts[1]) < 5:
+            p.append(f"{where}: id slug {parts[1]!r} must be at least 5 characters")
+        if isinstance(title, str) and title and md.slugify(title) != parts[1]:
+            p.append(f"{where}: title {title!r} gives the slug {md.slugify(title)!r}, not the id's {parts[1]!r}; make the title slugify to the id (or leave kernels.<name>.title empty)")
     return p
 
 
-def check_dataset_metadata(meta: dict, where: str = "dataset-metadata.json") -> list[str]:
-    p: list[str] = []
+def check_kernel_metadata(meta: dict, where: str = "kernel-metadata.json", folder: Optional[Path] = None,
+                          warnings: Optional[list] = None, extra_shapes: Iterable[str] = ()) -> list[str]:
+    """Problems of a kernel-metadata.json (``folder``: where code_file lives, to check the notebook);
+    warnings go to ``warnings`` when a list is given."""
+    warnings = [] if warnings is None else warnings
+    p = _placeholders(meta, where) + _kernel_id(meta, where)
+    title = meta.get("title")
+    if not isinstance(title, str) or len(title) < 5:
+        p.append(f"{where}: title = {title!r} must be a string of at least 5 characters")
+    if meta.get("language") not in kc.SCRIPT_SUFFIXES:  # client: valid_push_language_types
+        p.append(f"{where}: language = {meta.get('language')!r} must be one of python, r, rmarkdown")
+    if meta.get("kernel_type") not in ("script", "notebook"):  # client: valid_push_kernel_types
+        p.append(f"{where}: kernel_type = {meta.get('kernel_type')!r} must be 'script' or 'notebook'")
+    kc.check_code_file(meta, folder, where, p, warnings)
+    flags = {key: kc.read_bool(meta, key, where, p, warnings) for key in kc.BOOL_DEFAULTS}
+    if meta.get("competition_sources") and flags["enable_internet"] is True:
+        shown = "unset, and the kaggle client then sends true" if "enable_internet" not in meta else repr(meta["enable_internet"])
+        p.append(f"{where}: enable_internet is {shown}, but the kernel uses competition {meta['competition_sources']}: "
+                 "competition submissions must run with internet off; set enable_internet false")
+    kc.check_machine_shape(meta, flags["enable_gpu"], flags["enable_tpu"], where, p, warnings, extra_shapes)
+    p += kc.check_sources(meta, where, check_model_source)
+    return p
+
+
+def check_dataset_metadata(meta: dict, where: str = "dataset-metadata.json", warnings: Optional[list] = None) -> list[str]:
+    """The client's `dataset_create_new` checks (slug and title 6-50 characters, exactly one
+    licence, subtitle 20-80) plus slug syntax, id = slug of the title and Kaggle's licence names."""
+    p: list[str] = _placeholders(meta, where)
     ref, title = meta.get("id"), meta.get("title")
     parts = str(ref or "").split("/")
     if len(parts) != 2 or not all(parts):
@@ -210,27 +131,39 @@ def check_dataset_metadata(meta: dict, where: str = "dataset-metadata.json") -> 
         near = md.dataset_license_name(lic[0].get("name", ""))
         hint = f"write it {near!r}" if near else f"use one of {', '.join(md.DATASET_LICENSES)}"
         p.append(f"{where}: licence {lic[0].get('name')!r} is not a dataset licence name Kaggle knows; {hint}")
-    p += _bool(meta, "isPrivate", where)
+    if "isPrivate" in meta and not isinstance(meta["isPrivate"], bool):
+        p.append(f"{where}: isPrivate = {meta['isPrivate']!r} must be a JSON boolean (true/false), not {type(meta['isPrivate']).__name__}")
     sub = meta.get("subtitle")
     if sub and not 20 <= len(sub) <= 80:
         p.append(f"{where}: subtitle must be 20-80 characters (it has {len(sub)})")
+    if "keywords" in meta and not isinstance(meta["keywords"], list):
+        p.append(f"{where}: keywords must be a list of strings")
     return p
 
 
-def check_model_metadata(meta: dict, where: str = "model-metadata.json") -> list[str]:
-    p = _slug(meta.get("ownerSlug"), "ownerSlug", where, md.OWNER_RE, "owner")
+def check_model_metadata(meta: dict, where: str = "model-metadata.json", warnings: Optional[list] = None) -> list[str]:
+    """The client's `model_create_new` checks: slug syntax, isPrivate a real boolean, description
+    required, publishTime YYYY-MM-DD."""
+    p = _placeholders(meta, where)
+    p += _slug(meta.get("ownerSlug"), "ownerSlug", where, md.OWNER_RE, "owner")
     p += _slug(meta.get("slug"), "slug", where)
     if not meta.get("title"):
         p.append(f"{where}: title is empty; set instances.<name>.model_title (or model_slug)")
     if not isinstance(meta.get("isPrivate"), bool):
-        p.append(f"{where}: isPrivate = {meta.get('isPrivate')!r} must be a JSON boolean")
+        p.append(f"{where}: isPrivate = {meta.get('isPrivate')!r} must be a JSON boolean (the client: \"model.isPrivate must be a boolean\")")
     if not isinstance(meta.get("description", ""), str) or "description" not in meta:
         p.append(f"{where}: description (the model card, markdown) is required")
+    pt = meta.get("publishTime")
+    if pt and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(pt)):
+        p.append(f"{where}: publishTime = {pt!r} must be a date YYYY-MM-DD")
     return p
 
 
-def check_instance_metadata(meta: dict, where: str = "model-instance-metadata.json") -> list[str]:
-    p = _slug(meta.get("ownerSlug"), "ownerSlug", where, md.OWNER_RE, "owner")
+def check_instance_metadata(meta: dict, where: str = "model-instance-metadata.json", warnings: Optional[list] = None) -> list[str]:
+    """The client's `model_instance_create` checks: slugs, a framework of kagglesdk's
+    `ModelFramework`, a licence, fineTunable a real boolean, trainingData a list."""
+    p = _placeholders(meta, where)
+    p += _slug(meta.get("ownerSlug"), "ownerSlug", where, md.OWNER_RE, "owner")
     p += _slug(meta.get("modelSlug"), "modelSlug", where)
     p += _slug(meta.get("instanceSlug"), "instanceSlug", where, md.INSTANCE_SLUG_RE, "instance slug")
     fw = meta.get("framework")
@@ -257,35 +190,56 @@ CHECKS = {
 }
 
 
-def check_metadata_file(path: Path) -> list[str]:
+def check_metadata_file(path: Path, warnings: Optional[list] = None, extra_shapes: Iterable[str] = ()) -> list[str]:
     """Check one metadata JSON file by its name."""
+    from kaggle_kit.templating import read_json
+
     path = Path(path)
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.is_file():
         return [f"{path}: file not found"]
-    except ValueError as exc:
-        return [f"{path}: not valid JSON ({exc})"]
+    try:
+        meta = read_json(path)
+    except KitError as exc:
+        return [str(exc)]
     if not isinstance(meta, dict):
         return [f"{path}: must hold a JSON object"]
     check = CHECKS.get(path.name)
     if check is None:
         return [f"{path}: unknown metadata file name (expected one of {', '.join(CHECKS)})"]
     if check is check_kernel_metadata:
-        return check(meta, str(path), path.parent)
-    return check(meta, str(path))
+        return check(meta, str(path), path.parent, warnings=warnings, extra_shapes=extra_shapes)
+    return check(meta, str(path), warnings=warnings)
 
 
-def check_folder(folder: Path) -> list[str]:
-    """Every metadata file in ``folder`` plus the credential/symlink scan."""
+def check_folder(folder: Path, secrets: Optional[Iterable[str]] = None, warnings: Optional[list] = None,
+                 extra_shapes: Iterable[str] = ()) -> list[str]:
+    """Every metadata file in ``folder`` plus the upload rule over what a push of it would send
+    (a kernel folder sends only its code file). ``secrets``: None = the configured Kaggle keys."""
+    from kaggle_kit.credentials import configured_secrets
+
     folder = Path(folder)
     found = [folder / n for n in CHECKS if (folder / n).is_file()]
     if not found:
         return [f"{folder}: no Kaggle metadata file ({', '.join(CHECKS)})"]
+    secrets = configured_secrets() if secrets is None else list(secrets)
     problems = []
     for f in found:
-        problems += check_metadata_file(f)
-    return problems + check_upload_folder(folder)
+        problems += check_metadata_file(f, warnings, extra_shapes)
+    kernel = folder / "kernel-metadata.json"
+    if kernel.is_file():
+        code = _code_file(kernel)
+        return problems + (up.check_files([folder / code], secrets) if code and (folder / code).is_file() else [])
+    return problems + up.check_upload(folder, (), secrets)[1]
+
+
+def _code_file(meta_path: Path) -> str:
+    from kaggle_kit.templating import read_json
+
+    try:
+        meta = read_json(meta_path)
+    except KitError:
+        return ""
+    return str(meta.get("code_file") or "") if isinstance(meta, dict) else ""
 
 
 # --------------------------------------------------------------------------- the project
@@ -299,54 +253,46 @@ def _collect(problems: list[str], fn, *args, **kwargs):
         return None
 
 
-def validate_project(cfg, root: str | os.PathLike = ".") -> list[str]:
-    """Every publishing problem of a project at once: metadata of the wheel dataset, each model
-    instance and each kernel built from kit.toml, the local folders they publish, and the
-    rendered kernels/<name>/ folders when present."""
-    from kaggle_kit.templating import NOTEBOOK_SOURCES
+def instance_folder_problems(cfg, name: str, src: Path, where: str, secrets, warnings: list) -> list[str]:
+    """The folder an instance publishes: it exists, holds what the notebook needs (adapter:
+    adapter_config.json, weights, kit_manifest.json; base: config.json), names the base kit.toml
+    names, and passes the upload rule (what push-model would send)."""
+    inst = md.instance_config(cfg, name)
+    if not src.is_dir():
+        how = "run `kit train`" if inst.kind == "adapter" else "run `kit fetch-base`"
+        return [f"{where}: the folder to publish, {src}, does not exist; {how} or set instances.{name}.source"]
+    if inst.kind == "adapter":
+        p = mc.adapter_folder_problems(src, where)
+        manifest, _ = mc.read_manifest(src)
+        if manifest:
+            mismatch = mc.base_mismatch(cfg.model.name, manifest, where)
+            if mismatch:
+                warnings.append(mismatch)
+    else:
+        p = [] if (src / "config.json").is_file() else [f"{where}: {src} has no config.json; is it the base model snapshot?"]
+    return p + up.check_upload(src, up.instance_exclude(inst.kind, src), secrets)[1]
 
-    root = Path(root)
+
+def _wheels(cfg, root: Path, who: str, secrets) -> list[str]:
     p: list[str] = []
-    who = _collect(p, md.owner, cfg)
-    if who is None:
-        return p
-    p += _slug(who, "Kaggle user name", "kit.toml kaggle.username", md.OWNER_RE, "owner")
-    if cfg.kaggle.competition:
-        p += _slug(cfg.kaggle.competition, "kaggle.competition", "kit.toml")
-
-    # wheel dataset
     meta = _collect(p, md.dataset_metadata, cfg)
     if meta is not None:
         p += check_dataset_metadata(meta, "wheel dataset (kit.toml [wheels])")
     wheels = Path(cfg.wheels.out)
     wheels = wheels if wheels.is_absolute() else root / wheels
-    if cfg.kernels and (not wheels.is_dir() or not any(wheels.iterdir())):
-        p.append(f"wheels.out: {wheels} is missing or empty, and kernels mount it as {who}/{cfg.wheels.dataset_slug}; run `kit build-wheels`")
+    if not wheels.is_dir() or not any(wheels.iterdir()):
+        if cfg.kernels:
+            p.append(f"wheels.out: {wheels} is missing or empty, and kernels mount it as {who}/{cfg.wheels.dataset_slug}; run `kit build-wheels`")
+    else:
+        p += up.check_upload(wheels, ("dataset-metadata.json",), secrets)[1]
+    return p
 
-    # model instances
-    for name, inst in cfg.instances.items():
-        where = f"kit.toml [instances.{name}]"
-        meta = _collect(p, md.model_metadata, cfg, name)
-        if meta is not None:
-            p += check_model_metadata(meta, f"{where} model")
-        meta = _collect(p, md.instance_metadata, cfg, name)
-        if meta is not None:
-            p += check_instance_metadata(meta, where)
-        if inst.kind == "adapter" and md.canonical_framework(inst.framework) not in (None, "transformers"):
-            p.append(f"{where}: framework = {inst.framework!r}: a PEFT adapter is published as 'transformers'")
-        src = _collect(p, md.instance_source, cfg, name, root)
-        if src is not None:
-            if not src.is_dir():
-                how = "run `kit train`" if inst.kind == "adapter" else "run `kit fetch-base`"
-                p.append(f"{where}: the folder to publish, {src}, does not exist; {how} or set instances.{name}.source")
-            else:
-                need = ("adapter_config.json",) if inst.kind == "adapter" else ("config.json",)
-                for n in need:
-                    if not (src / n).is_file():
-                        p.append(f"{where}: {src} has no {n}; is it the {'run folder of kit train' if inst.kind == 'adapter' else 'base model snapshot'}?")
-                p += check_upload_folder(src, where=str(src))
 
-    # kernels
+def _kernels(cfg, root: Path, secrets, warnings: list) -> list[str]:
+    from kaggle_kit.templating import NOTEBOOK_SOURCES
+
+    p: list[str] = []
+    extra = cfg.kaggle.extra_machine_shapes
     for name, kernel in cfg.kernels.items():
         where = f"kit.toml [kernels.{name}]"
         template = kernel.template
@@ -355,14 +301,59 @@ def validate_project(cfg, root: str | os.PathLike = ".") -> list[str]:
         placeholder = lambda *a: 1  # 'latest' is resolved at push time; check the rest of the form here
         meta = _collect(p, md.kernel_metadata, cfg, name, f"{name}.ipynb", resolve=placeholder)
         if meta is not None:
-            p += check_kernel_metadata(meta, where)
-        rendered = root / "kernels" / name / "kernel-metadata.json"
-        if rendered.is_file():
-            p += check_metadata_file(rendered)
-    # de-duplicate, keep order
+            p += check_kernel_metadata(meta, where, warnings=warnings, extra_shapes=extra)
+        folder = root / "kernels" / name
+        if (folder / "kernel-metadata.json").is_file():
+            p += check_folder(folder, secrets, warnings, extra)
+    return p
+
+
+def validate_report(cfg, root: str | os.PathLike = ".", folders: Iterable[str | os.PathLike] = ()) -> Report:
+    """Every publishing problem and warning of a project at once: the wheel dataset, each model
+    instance and each kernel built from kit.toml, the folders they publish (the one upload rule,
+    with the configured Kaggle key), the rendered kernels/<name>/ folders, and extra ``folders``."""
+    from kaggle_kit.credentials import configured_secrets
+
+    root = Path(root)
+    report = Report()
+    p, warnings = report.problems, report.warnings
+    secrets = configured_secrets()
+    who = _collect(p, md.owner, cfg)
+    if who is not None:
+        p += _slug(who, "Kaggle user name", "kit.toml kaggle.username", md.OWNER_RE, "owner")
+        if cfg.kaggle.competition:
+            p += _slug(cfg.kaggle.competition, "kaggle.competition", "kit.toml")
+        p += _wheels(cfg, root, who, secrets)
+        for name, inst in cfg.instances.items():
+            where = f"kit.toml [instances.{name}]"
+            src = _collect(p, md.instance_source, cfg, name, root)
+            manifest = mc.read_manifest(src)[0] if src is not None and inst.kind == "adapter" else None
+            meta = _collect(p, md.model_metadata, cfg, name, root, manifest)
+            if meta is not None:
+                p += check_model_metadata(meta, f"{where} model")
+            meta = _collect(p, md.instance_metadata, cfg, name, manifest)
+            if meta is not None:
+                p += check_instance_metadata(meta, where)
+            if inst.kind == "adapter" and md.canonical_framework(inst.framework) not in (None, "transformers"):
+                p.append(f"{where}: framework = {inst.framework!r}: a PEFT adapter is published as 'transformers'")
+            if src is not None:
+                p += instance_folder_problems(cfg, name, src, where, secrets, warnings)
+        p += _kernels(cfg, root, secrets, warnings)
+    for folder in folders:
+        p += check_folder(Path(folder), secrets, warnings, cfg.kaggle.extra_machine_shapes)
+    report.problems, report.warnings = _unique(p), _unique(warnings)
+    return report
+
+
+def _unique(items: list) -> list:
     seen, out = set(), []
-    for item in p:
+    for item in items:
         if item not in seen:
             seen.add(item)
             out.append(item)
     return out
+
+
+def validate_project(cfg, root: str | os.PathLike = ".") -> list[str]:
+    """The problems of `validate_report` (warnings left out)."""
+    return validate_report(cfg, root).problems

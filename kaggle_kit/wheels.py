@@ -543,6 +543,36 @@ def find_python(version: str) -> Optional[str]:
     return found
 
 
+# Cross-target resolution (`pip install --dry-run` / `pip download` with --python-version,
+# --platform, --abi and no --target) needs pip >= 23.3 (pypa/pip#12215; measured: Python 3.11's
+# bundled pip 23.2.1 refuses with "Can not use any platform or abi specific options unless
+# installing via '--target'"). pyproject declares `pip>=23.3`; an environment can still hold an
+# older one (`python -m venv` + `pip install --no-deps`, a pinned image), so it is checked here.
+PIP_MIN = "23.3"
+
+
+def check_pip(version: str | None = None) -> str:
+    """The version of the pip `kit build-wheels` runs (this environment's); WheelError when it is
+    older than PIP_MIN, naming the upgrade command for this interpreter."""
+    if version is None:
+        import pip
+
+        version = pip.__version__
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        old = Version(version) < Version(PIP_MIN)
+    except InvalidVersion:
+        old = False
+    if old:
+        raise WheelError(
+            f"kit build-wheels needs pip >= {PIP_MIN} to resolve wheels for the Kaggle image (its --python-version/"
+            f"--platform/--abi options; pypa/pip#12215), and this environment has pip {version} ({sys.prefix}). "
+            f"Upgrade it: {sys.executable} -m pip install --upgrade 'pip>={PIP_MIN}'"
+        )
+    return version
+
+
 class ImageEnv:
     """A bare venv whose site-packages holds stub dist-infos of the image's packages, with pip linked in."""
 
@@ -555,6 +585,7 @@ class ImageEnv:
     def create(self) -> "ImageEnv":
         import pip
 
+        check_pip(pip.__version__)  # the pip linked in below is this environment's
         exe = self._interpreter()
         venv = self.root / "image-env"
         r = subprocess.run([exe, "-m", "venv", "--without-pip", str(venv)], capture_output=True, text=True)

@@ -76,7 +76,6 @@ def _write(path: Path, data) -> Path:
 @pytest.mark.parametrize("name, content, expect", [
     ("empty.csv", "", "empty"),
     ("cols.csv", "id,prompt,response_a,winner_model_a\n1,a,b,1\n", "Found columns"),
-    ("labels.csv", 'id,prompt,response_a,response_b,winner_model_a,winner_model_b,winner_tie\n7,"[""p""]","[""a""]","[""b""]",1,1,0\n', "not one-hot"),
     ("junk.bin.csv", bytes(range(256)) * 4, "missing column"),
     ("gone.csv", None, "not found"),
 ])
@@ -91,13 +90,31 @@ def test_cli_bad_input_is_an_error_not_a_traceback(runner, tmp_path, name, conte
     assert res.exception is None or isinstance(res.exception, SystemExit)
 
 
-def test_cli_skip_bad_rows_counts(runner, tmp_path):
-    p = _write(tmp_path / "l.csv", 'id,prompt,response_a,response_b,winner_model_a,winner_model_b,winner_tie\n'
-               '7,"[""p""]","[""a""]","[""b""]",1,1,0\n8,"[""p""]","[""a""]","[""b""]",0,1,0\n')
-    res = runner.invoke(main, ["data", "inspect", str(p), "--skip-bad-rows", "--json"])
+@pytest.mark.parametrize("header, rows, bad", [
+    # LMSYS: not one-hot (two winners), no winner at all
+    ("id,prompt,response_a,response_b,winner_model_a,winner_model_b,winner_tie",
+     ['7,"[""p""]","[""a""]","[""b""]",1,1,0', '8,"[""p""]","[""a""]","[""b""]",0,1,0', '9,"[""p""]","[""a""]","[""b""]",0,0,0'],
+     ["7", "9"]),
+    # WSDM: a winner that is not a label
+    ("id,prompt,response_a,response_b,winner", ["1,p,a,b,model_a", "2,p,a,b,model_c", "3,p,a,b,model_b"], ["2"]),
+])
+def test_inspect_reports_bad_label_rows_and_exits_0(runner, tmp_path, header, rows, bad):
+    """inspect is the tool users run to find such rows: they are problems in its report, not an error."""
+    p = _write(tmp_path / "t.csv", header + "\n" + "\n".join(rows) + "\n")
+    res = runner.invoke(main, ["data", "inspect", str(p), "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
-    assert data["rows"] == 1 and data["skipped"] == 1 and data["problems"][0]["id"] == "7"
+    assert data["bad_label_rows"] == bad and data["skipped"] == len(bad)
+    assert data["rows"] == len(rows) - len(bad)
+    assert {pr["id"] for pr in data["problems"]} >= set(bad)
+    res = runner.invoke(main, ["data", "inspect", str(p)])
+    assert res.exit_code == 0 and "bad labels: " in res.output and "data.skip_bad_rows = true" in res.output
+    assert all(f"  {i}  " in res.output for i in bad), res.output
+    # training still refuses them, naming the option that exists
+    from kaggle_kit.runtime.formats import DataError, read_dataset
+
+    with pytest.raises(DataError, match="data.skip_bad_rows = true"):
+        read_dataset(p)
 
 
 def test_cli_undecodable_bytes_reported(runner, tmp_path):

@@ -43,7 +43,7 @@ def test_clean_project_has_no_problems(project):
     (["kernels.inference.enable_internet=true"], "competition submissions must run with internet off"),
     # accelerator
     (['kernels.inference.accelerator=""'], "machine_shape (the accelerator) is not set"),
-    (["kernels.inference.accelerator=T4x2"], "'T4x2' is not a Kaggle accelerator name"),
+    (["kernels.inference.accelerator=T4x2"], "'T4x2' is not an accelerator Kaggle offers"),
     # licences
     (["instances.peft-lora-classifier.license=wtfpl"], "licenseName = 'wtfpl' is not a model licence name"),
     (["wheels.license=CC0"], "licence 'CC0' is not a dataset licence name"),
@@ -74,19 +74,20 @@ def test_kit_validate_lists_every_problem_at_once(project):
     assert "internet off" in out and "'peft'" in out and "'CC0'" in out and "runs/missing" in out
     assert int(out.split(" problem(s)")[0].split()[-1]) >= 4
     code, out = run_kit("validate", "--json", "--set", "wheels.license=CC0")
-    assert code == 1 and any("CC0" in p for p in json.loads(out))
+    report = json.loads(out)
+    assert code == 1 and any("CC0" in p for p in report["problems"]) and isinstance(report["warnings"], list)
 
 
 def test_rendered_metadata_files_are_checked(project):
     meta_path = project / "kernels" / "inference" / "kernel-metadata.json"
     meta = json.loads(meta_path.read_text())
-    meta.update({"enable_internet": "false", "is_private": "true", "language": "Python", "code_file": "gone.ipynb",
+    meta.update({"enable_internet": "no", "is_private": 1, "language": "Python", "code_file": "gone.ipynb",
                  "model_sources": ["a/b/Transformers/c/1", "a/b/transformers/c"]})
     meta_path.write_text(json.dumps(meta))
     problems = vd.check_metadata_file(meta_path)
     text = "\n".join(problems)
-    assert "enable_internet = 'false' must be a JSON boolean" in text
-    assert "is_private = 'true' must be a JSON boolean" in text
+    assert "enable_internet = 'no' is not a boolean; the kaggle client refuses it" in text
+    assert "is_private = 1 is not a boolean" in text
     assert "language = 'Python'" in text and "'gone.ipynb' not found" in text
     assert "must have 5 parts" in text
     assert "a/b/Transformers/c/1" not in text  # the framework's case does not matter to Kaggle's enum

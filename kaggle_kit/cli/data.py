@@ -27,13 +27,15 @@ def data():
 @click.option("--tokenizer", default=None, metavar="PATH|tiny|minilm",
               help="Measure in tokens of this tokenizer (a model folder, 'tiny' or 'minilm'); default: characters.")
 @click.option("--max-length", type=int, default=None, help="Token budget per example (default: prompt.max_length).")
-@click.option("--skip-bad-rows", is_flag=True, default=None, help="Skip rows with bad labels (counted) instead of refusing the file.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a length histogram PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (rows, format, labels, problems, lengths, truncation).")
 @config_options
 @friendly_errors
-def inspect(file, fmt, tokenizer, max_length, skip_bad_rows, plot, as_json, config_path, overrides):
+def inspect(file, fmt, tokenizer, max_length, plot, as_json, config_path, overrides):
     """Rows, label balance, token lengths per component, truncation at max_length, problem rows.
+
+    Every row-level problem is reported, rows with bad labels included (exit 0): inspect is where
+    you find them; `kit train` refuses them unless data.skip_bad_rows = true.
 
     Reports, for each truncation strategy (per_component, head_tail, turn_aware), the share of rows
     shortened at max_length and how much of each component survives.
@@ -57,7 +59,6 @@ def inspect(file, fmt, tokenizer, max_length, skip_bad_rows, plot, as_json, conf
         head_fraction=cfg.prompt.head_fraction,
         template=cfg.prompt.template,
         plot=plot,
-        skip_bad_rows=cfg.data.skip_bad_rows if skip_bad_rows is None else skip_bad_rows,
         label_names=(cfg.task.labels or None) if cfg.task.kind in ("classification", "multilabel") else None,
         text_columns=tuple(cfg.data.text_columns),
         label_columns=tuple(cfg.data.label_columns),

@@ -39,39 +39,55 @@ def _warn(msg: str) -> None:
 @click.command()
 @config_options
 @click.argument("folders", nargs=-1, type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the problems as a JSON list.")
+@click.option("--json", "as_json", is_flag=True, help="Print {problems: [...], warnings: [...]} as JSON.")
 @friendly_errors
 def validate(config_path, overrides, folders, as_json):
-    """Check every Kaggle metadata field and local source before anything uploads.
+    """Check every Kaggle metadata field, notebook and upload folder before anything uploads.
 
     Builds the wheel-dataset, model, model-instance and kernel metadata from kit.toml and checks
-    them (slugs, id = slug of title, 5-part model sources with integer versions, frameworks,
-    licences, internet off for competition kernels, accelerator, folders that exist, no
-    credentials in upload folders). Extra FOLDERS holding metadata JSON are checked too.
-    Lists every problem at once; exits 1 when there is any.
+    them as Kaggle would: slugs, id = slug of title, sources (no page-type prefix, integer
+    versions), machine_shape from Kaggle's list (new names: kaggle.extra_machine_shapes), booleans
+    (strings are read as the kaggle client reads them, with a warning), the notebook (nbformat,
+    kernelspec, language), adapter folders (kit_manifest.json, weights), internet off for
+    competition kernels, and the one upload rule over every folder a push would send (credential
+    file names, any file holding your Kaggle key). Extra FOLDERS holding metadata JSON are checked
+    too; without a kit.toml only they are checked. Lists every problem and warning at once; exits
+    1 when there is a problem, 0 with warnings only.
 
     \b
-    Example:
+    Examples:
       kit validate
       kit validate kernels/inference wheels
+      kit validate --json
+      kit validate --set 'kaggle.extra_machine_shapes=["NvidiaB200"]'
     """
     from pathlib import Path
 
-    from kaggle_kit.validate import check_folder, validate_project
+    from kaggle_kit.validate import Report, validate_report
 
-    cfg = load(config_path, overrides)
-    problems = validate_project(cfg, ".")
-    for folder in folders:
-        problems += check_folder(Path(folder))
-    if as_json:
-        echo_json(problems)
-    elif problems:
-        click.echo(f"{len(problems)} problem(s):")
-        for p in problems:
-            click.echo(f"  - {p}")
+    cfg = load(config_path, overrides, required=config_path is not None)
+    if folders and getattr(cfg, "_source", None) is None:
+        from kaggle_kit.credentials import configured_secrets
+        from kaggle_kit.validate import check_folder
+
+        report, secrets = Report(), configured_secrets()
+        for folder in folders:
+            report.problems += check_folder(Path(folder), secrets, report.warnings, cfg.kaggle.extra_machine_shapes)
     else:
-        click.echo("OK: metadata, sources and upload folders are ready for Kaggle.")
-    sys.exit(1 if problems else 0)
+        report = validate_report(cfg, ".", folders)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        for w in report.warnings:
+            click.echo(f"Warning: {w}")
+        if report.problems:
+            click.echo(f"{len(report.problems)} problem(s):")
+            for p in report.problems:
+                click.echo(f"  - {p}")
+        else:
+            what = "the folders" if folders and getattr(cfg, "_source", None) is None else "metadata, sources and upload folders"
+            click.echo(f"OK: {what} are ready for Kaggle" + (f" ({len(report.warnings)} warning(s) above)." if report.warnings else "."))
+    sys.exit(1 if report.problems else 0)
 
 
 @click.command("push-dataset")

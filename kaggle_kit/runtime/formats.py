@@ -258,7 +258,8 @@ def _require(columns: list, needed: list, fmt: str, path: Path) -> None:
     if missing:
         raise DataError(
             f"{path}: missing column(s) {missing} for format '{fmt}'. Found columns: {columns}. "
-            f"Expected: {needed}. Pass --format to choose another format, or rename the columns."
+            f"Expected: {needed}. Choose another format with data.format in kit.toml (or --set data.format=NAME), "
+            f"or rename the columns."
         )
 
 

@@ -1,0 +1,218 @@
+"""`kit validate` as lenient as the kaggle client and as strict as Kaggle's server (issue 13).
+
+Each test makes its own inputs (kernel folders written here, the fake project of fake_kaggle.py),
+so none needs /work/shared; the last test runs the shared sample cases when they are there.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fake_kaggle import KEY, USER, fake_kaggle, kaggle_env, project, run_kit  # noqa: F401
+from kaggle_kit import validate as vd
+from kaggle_kit.config import load_config
+
+PY_SPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def kernel_folder(root: Path, spec=PY_SPEC, cells=None, nbformat=4, **meta) -> Path:
+    """A kernel folder as a user writes it: kernel-metadata.json (``meta`` overrides) + a notebook."""
+    root.mkdir(parents=True, exist_ok=True)
+    nb = {"cells": cells if cells is not None else [{"cell_type": "code", "execution_count": None, "id": "c1",
+                                                        "metadata": {}, "outputs": [], "source": "print(1)"}],
+          "metadata": {"kernelspec": spec} if spec is not None else {}, "nbformat": nbformat, "nbformat_minor": 5}
+    (root / "demo-kernel.ipynb").write_text(json.dumps(nb))
+    base = {"id": "someone/demo-kernel", "title": "demo-kernel", "code_file": "demo-kernel.ipynb", "language": "python",
+            "kernel_type": "notebook", "is_private": True, "enable_gpu": True, "enable_tpu": False,
+            "enable_internet": False, "machine_shape": "NvidiaTeslaT4", "dataset_sources": [],
+            "competition_sources": ["some-competition"], "kernel_sources": [], "model_sources": []}
+    base.update(meta)
+    (root / "kernel-metadata.json").write_text(json.dumps(base))
+    return root
+
+
+@pytest.fixture
+def outside(tmp_path, monkeypatch):
+    """Run `kit validate FOLDER` where there is no kit.toml (only the folder is checked)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def check(folder: Path, extra=()):
+    warnings: list = []
+    problems = vd.check_metadata_file(folder / "kernel-metadata.json", warnings, extra)
+    return problems, warnings
+
+
+def test_string_booleans_are_read_as_the_client_reads_them(tmp_path):
+    """c01 kind: Kaggle's docs example writes "true"/"false" strings; the client reads them."""
+    folder = kernel_folder(tmp_path / "k", is_private="false", enable_gpu="TRUE", enable_tpu="false", enable_internet="false")
+    problems, warnings = check(folder)
+    assert problems == []
+    assert len(warnings) == 4 and all("is a string; the kaggle client reads it as" in w for w in warnings), warnings
+    # read as the client reads it: the string "true" turns internet on, which a competition kernel must not
+    folder = kernel_folder(tmp_path / "k2", enable_internet="True")
+    problems, _ = check(folder)
+    assert any("enable_internet is 'True'" in p and "set enable_internet false" in p for p in problems), problems
+    # what the client refuses ("Invalid boolean value") stays a problem
+    folder = kernel_folder(tmp_path / "k3", enable_gpu="yes", is_private=0)
+    problems, _ = check(folder)
+    assert any("enable_gpu = 'yes' is not a boolean" in p for p in problems) and any("is_private = 0" in p for p in problems)
+
+
+@pytest.mark.parametrize("spec, cells, nbformat, code_file, expect", [
+    (None, None, 4, None, "metadata.kernelspec is missing; Kaggle cannot start it"),
+    ({"display_name": "Python 3", "language": "python"}, None, 4, None, "metadata.kernelspec has no name"),
+    ({"name": "ir", "display_name": "R", "language": "R"}, None, 4, None, "the notebook's kernel speaks 'r'"),
+    (PY_SPEC, [{"cell_type": "code", "source": "x"}], 4, None, "not a valid nbformat 4 notebook"),
+    (PY_SPEC, None, 3, None, "nbformat 3; Kaggle runs nbformat 4"),
+    (PY_SPEC, None, 4, "gone.ipynb", "code_file 'gone.ipynb' not found"),
+    (PY_SPEC, None, 4, "demo-kernel.py", "is not a .ipynb file"),
+])
+def test_the_notebook_itself_is_checked(tmp_path, spec, cells, nbformat, code_file, expect):
+    """A notebook without a kernelspec passed as "ready" and died on Kaggle."""
+    meta = {"code_file": code_file} if code_file else {}
+    folder = kernel_folder(tmp_path / "k", spec=spec, cells=cells, nbformat=nbformat, **meta)
+    problems, _ = check(folder)
+    assert any(expect in p for p in problems), problems
+
+
+def test_a_clean_kernel_folder_passes(tmp_path, outside):
+    folder = kernel_folder(tmp_path / "k", dataset_sources=["someone/some-data", "someone/some-data/3"],
+                           kernel_sources=["someone/feature-prep/12"], model_sources=["someone/gemma/transformers/base/2"])
+    assert check(folder) == ([], [])
+    code, out = run_kit("validate", str(folder))
+    assert code == 0 and "OK: the folders are ready" in out, out
+
+
+@pytest.mark.parametrize("key, src, bare", [
+    ("dataset_sources", "dataset/someone/some-data", "someone/some-data"),
+    ("dataset_sources", "datasets/someone/some-data", "someone/some-data"),
+    ("dataset_sources", "https://www.kaggle.com/datasets/someone/some-data", "someone/some-data"),
+    ("kernel_sources", "code/someone/feature-prep", "someone/feature-prep"),
+    ("competition_sources", "c/some-competition", "some-competition"),
+    ("competition_sources", "competitions/some-competition", "some-competition"),
+    ("model_sources", "models/someone/gemma/transformers/base/2", "someone/gemma/transformers/base/2"),
+])
+def test_page_type_prefixes_are_named_and_dropped(tmp_path, key, src, bare):
+    """c02 kind: sources as `kaggle kernels pull -m` and kaggle.com addresses write them."""
+    folder = kernel_folder(tmp_path / "k", **{key: [src]})
+    problems, _ = check(folder)
+    assert len(problems) == 1, problems
+    assert "page-type prefix" in problems[0] and f"drop the prefix: {bare!r}" in problems[0], problems
+
+
+@pytest.mark.parametrize("key, src, expect", [
+    ("dataset_sources", "someone/some-data/latest", "third part 'latest' must be a version number"),
+    ("kernel_sources", "someone/feature-prep/v2", "third part 'v2' must be a version number"),
+    ("dataset_sources", "someone/some-data/0", "third part '0' must be a version number"),
+    ("dataset_sources", "a/b/c/d", "must be 'owner/dataset-slug' or"),
+])
+def test_a_third_source_part_must_be_an_integer_version(tmp_path, key, src, expect):
+    folder = kernel_folder(tmp_path / "k", **{key: [src]})
+    problems, _ = check(folder)
+    assert any(expect in p for p in problems), problems
+
+
+@pytest.mark.parametrize("shape, expect", [
+    ("NvidiaTeslaT4x2", "is not an accelerator Kaggle offers"),
+    ("GPU T4 x2", "is not an accelerator Kaggle offers"),
+    ("nvidiateslat4", "write it 'NvidiaTeslaT4'"),
+    ("NvidiaTeslaT4Highmem", "internal admin-only pool"),
+    ("NvidiaTeslaP100", "retired; Kaggle runs NvidiaTeslaT4 instead"),
+    ("TpuV38", "retired; Kaggle runs TpuV5E8 instead"),
+])
+def test_machine_shape_comes_from_kaggles_list(tmp_path, shape, expect):
+    """c03 kind: an unknown shape passed as ready; Kaggle runs it on another machine."""
+    folder = kernel_folder(tmp_path / "k", machine_shape=shape)
+    problems, _ = check(folder)
+    assert any(expect in p for p in problems), problems
+    assert not any("NvidiaTeslaT4Highmem'" in p and "e.g." in p for p in problems)  # never offered as an example
+
+
+def test_machine_shape_restricted_warns_and_new_names_need_the_override(tmp_path, outside):
+    folder = kernel_folder(tmp_path / "k", machine_shape="NvidiaH100")
+    problems, warnings = check(folder)
+    assert problems == [] and any("offered only in some competitions" in w for w in warnings), warnings
+    folder = kernel_folder(tmp_path / "k2", machine_shape="NvidiaB300")
+    assert check(folder)[0] and check(folder, extra=["NvidiaB300"]) == ([], [])
+    code, out = run_kit("validate", str(folder))
+    assert code == 1 and "kaggle.extra_machine_shapes" in out
+    code, out = run_kit("validate", str(folder), "--set", 'kaggle.extra_machine_shapes=["NvidiaB300"]')
+    assert code == 0, out
+
+
+def test_messages_never_contradict_themselves(tmp_path):
+    """The old message said `enable_internet = 'false' ... set enable_internet false`."""
+    folder = kernel_folder(tmp_path / "k", enable_internet="false", is_private="true")
+    problems, warnings = check(folder)
+    for text in problems + warnings:
+        if "enable_internet = 'false'" in text:
+            assert "set enable_internet false" not in text
+
+
+def test_kit_validate_exit_status_and_json(tmp_path, outside):
+    folder = kernel_folder(tmp_path / "k", enable_gpu="true")
+    code, out = run_kit("validate", str(folder))
+    assert code == 0 and "Warning:" in out and "1 warning(s)" in out, out
+    code, out = run_kit("validate", "--json", str(folder))
+    report = json.loads(out)
+    assert code == 0 and report["problems"] == [] and len(report["warnings"]) == 1
+
+
+def test_project_kernels_use_the_override_and_the_rendered_notebook(project, monkeypatch):
+    import kaggle_kit.publish as publish
+
+    monkeypatch.setattr(publish, "render_if_needed", lambda *a, **k: [])  # push the hand-edited folder as it is
+    cfg = load_config(project / "kit.toml", ["kernels.inference.accelerator=NvidiaB300"])
+    assert any("NvidiaB300" in p for p in vd.validate_project(cfg, project))
+    cfg = load_config(project / "kit.toml", ["kernels.inference.accelerator=NvidiaB300", 'kaggle.extra_machine_shapes=["NvidiaB300"]'])
+    assert vd.validate_project(cfg, project) == []
+    nb = project / "kernels" / "inference" / "inference.ipynb"
+    data = json.loads(nb.read_text())
+    del data["metadata"]["kernelspec"]
+    nb.write_text(json.dumps(data))
+    code, out = run_kit("validate")
+    assert code == 1 and "metadata.kernelspec is missing" in out
+    code, out = run_kit("push-kernel", "inference", "--dry-run", "--set", "instances.peft-lora-classifier.version=1")
+    assert code == 2 and "metadata.kernelspec is missing" in out
+
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "cases"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the shared cases folder is absent")
+@pytest.mark.parametrize("case, expect", [
+    ("c01-kernel-bool-strings", "metadata.kernelspec is missing"),
+    ("c02-pulled-source-prefixes", "drop the prefix"),
+    ("c03-machine-shape-unknown", "'NvidiaTeslaT4x2' is not an accelerator Kaggle offers"),
+])
+def test_shared_cases_get_the_right_verdict(case, expect, outside):
+    code, out = run_kit("validate", str(SHARED / case / "kernel"))
+    assert code == 1 and expect in out, out
+
+
+@pytest.mark.parametrize("name, meta, expect", [
+    ("dataset-metadata.json", {"id": "someone/INSERT_SLUG_HERE", "title": "INSERT_TITLE_HERE", "licenses": [{"name": "CC0-1.0"}]},
+     "is the placeholder `kaggle ... init` writes"),
+    ("dataset-metadata.json", {"id": "someone/wheels-set", "title": "wheels-set", "licenses": [{"name": "CC0-1.0"}], "keywords": "llm"},
+     "keywords must be a list"),
+    ("model-metadata.json", {"ownerSlug": "someone", "slug": "gemma-adapter", "title": "gemma-adapter", "isPrivate": "true",
+                             "description": "card"}, "isPrivate = 'true' must be a JSON boolean"),
+    ("model-metadata.json", {"ownerSlug": "someone", "slug": "gemma-adapter", "title": "gemma-adapter", "isPrivate": True,
+                             "description": "card", "publishTime": "29/11/2026"}, "publishTime = '29/11/2026' must be a date"),
+    ("model-instance-metadata.json", {"ownerSlug": "someone", "modelSlug": "gemma-adapter", "instanceSlug": "INSERT_INSTANCE_SLUG_HERE",
+                                      "framework": "transformers", "licenseName": "Apache 2.0"}, "placeholder"),
+    ("model-instance-metadata.json", {"ownerSlug": "someone", "modelSlug": "gemma-adapter", "instanceSlug": "lora",
+                                      "framework": "transformers", "licenseName": "Apache 2.0", "fineTunable": "false"},
+     "fineTunable = 'false' must be a JSON boolean"),
+])
+def test_dataset_model_and_instance_metadata_follow_the_client(tmp_path, name, meta, expect):
+    """Strings where the client wants real booleans (model isPrivate, fineTunable: it raises), the
+    `init` placeholders it refuses, and the formats it parses."""
+    path = tmp_path / name
+    path.write_text(json.dumps(meta))
+    problems = vd.check_metadata_file(path)
+    assert any(expect in p for p in problems), problems
