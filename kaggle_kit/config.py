@@ -174,6 +174,9 @@ class InferenceConfig:
     budget_minutes: float = _f(0.0, "Time budget for prediction; 0 = none. The run degrades in steps to finish in time.")
     devices: list = _f([], "Devices to run one model replica each on, e.g. ['cuda:0', 'cuda:1']; empty = all GPUs, else the CPU.")
     quantization: str = _f("", "Override the quantization recorded in the adapter manifest (none, 4bit, 8bit); empty = as trained.")
+    max_unpredicted_share: float = _f(0.01, "Largest share of test rows that may get the fill (mean of the predicted rows) instead of a "
+                                            "prediction — rows with non-finite logits after a float32 re-run, or cut by the time budget — "
+                                            "before `kit predict` exits 1 (after writing the submission). 0 = any such row fails the run.")
     max_new_tokens: int = _f(256, "SFT generation: most new tokens per answer.")
     do_sample: bool = _f(False, "SFT generation: sample (temperature/top_p/top_k) instead of greedy decoding.")
     temperature: float = _f(0.7, "SFT generation: sampling temperature (do_sample only).")
@@ -407,6 +410,8 @@ def _cross_checks(cfg: KitConfig) -> list[str]:
     bad_shares = {k: v for k, v in cfg.prompt.field_shares.items() if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0}
     if bad_shares:
         problems.append(f"'prompt.field_shares' = {bad_shares!r}: each share must be a non-negative number")
+    if not 0.0 <= cfg.inference.max_unpredicted_share <= 1.0:
+        problems.append(f"'inference.max_unpredicted_share' = {cfg.inference.max_unpredicted_share} must lie in [0, 1] (e.g. 0.01)")
     tta = cfg.inference.tta
     if tta not in ("none", "all") and not tta.startswith("uncertain:"):
         problems.append(f"'inference.tta' = {tta!r}: use none, all or uncertain:FRACTION (e.g. uncertain:0.3)")

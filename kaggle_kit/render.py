@@ -359,6 +359,7 @@ def build(cfg: KitConfig, name: str, root=".", resolve=None) -> dict:
         "max_batch_rows": inf.max_batch_rows or None,
         "devices": list(inf.devices) or None,
         "quantization": inf.quantization or None,
+        "max_unpredicted_share": inf.max_unpredicted_share,
     }
     context = {
         "ensemble": ensemble_context(cfg, name, inputs),

@@ -68,7 +68,12 @@ RESULT = predict_ensemble_file(
     max_batch_rows={{ py.max_batch_rows }},
     devices={{ py.devices }},
     quantization={{ py.quantization }},
+    max_unpredicted_share={{ py.max_unpredicted_share }},
 )
+print({k: RESULT.to_dict()[k] for k in ("unpredicted_rows", "unpredicted_share", "max_unpredicted_share")})
+if RESULT.too_many_unpredicted:
+    raise RuntimeError(f"{RESULT.unpredicted_rows} of {RESULT.rows} rows hold a member's fill instead of a prediction "
+                       f"(see the log above); {SUBMISSION} was written but should not be trusted")
 RESULT.to_dict()
 {% else %}from kaggle_kit.runtime.infer import predict_file
 
@@ -83,6 +88,19 @@ RESULT = predict_file(
     max_batch_rows={{ py.max_batch_rows }},
     devices={{ py.devices }},
     quantization={{ py.quantization }},
+    max_unpredicted_share={{ py.max_unpredicted_share }},
 )
 RESULT
+
+# %% [markdown]
+# Rows whose logits were not finite (re-run in float32 first) and rows the time budget cut get the
+# mean prediction of the predicted rows; they are listed in `RESULT.nonfinite_rows`,
+# `RESULT.filled_rows` and `RESULT.fallback_ids`. Above `inference.max_unpredicted_share` the
+# notebook fails after writing the submission, so a broken run is not scored as if it were fine.
+
+# %%
+print({k: RESULT.to_dict()[k] for k in ("predicted_rows", "fallback_rows", "nonfinite_rows", "rerun_rows", "filled_rows")})
+if RESULT.too_many_unpredicted:
+    raise RuntimeError(f"{RESULT.unpredicted_rows} of {RESULT.rows} rows could not be predicted (see the log above); "
+                       f"{SUBMISSION} was written but should not be trusted")
 {% endif %}

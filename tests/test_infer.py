@@ -185,25 +185,15 @@ def test_tiny_budget_still_writes_every_row(untrained_adapter, lmsys_synth_test,
     assert res.fallback_rows > 0
     assert any("time budget" in d for d in res.decisions)
     assert np.isfinite(res.probabilities).all()
+    # honest figures: nothing ran before the deadline, so nothing was predicted and the run is not trusted
+    assert res.predicted_rows == 120 - res.fallback_rows and res.rows_per_second == res.predicted_rows / (res.seconds - res.load_seconds)
+    if res.predicted_rows == 0:
+        assert any("uniform prediction (no row was predicted" in d for d in res.decisions)
+    assert res.too_many_unpredicted and any(d.startswith("error:") for d in res.decisions)
 
 
-def test_budget_run_calibrates_and_finishes(loaded, test_rows):
-    """A budget that is short but not hopeless: the run degrades and every row still gets a prediction."""
-    import time
-
-    from kaggle_kit.runtime.infer import EngineReport, predict_rows
-
-    model, tok, manifest = loaded
-    rows = test_rows[:60]
-    t = time.perf_counter()
-    full = predict_rows(model, tok, manifest, rows, tta="all", batch_tokens=1024)
-    took = time.perf_counter() - t
-    rep = EngineReport(decisions=[])
-    t = time.perf_counter()
-    p = predict_rows(model, tok, manifest, rows, tta="all", batch_tokens=1024, budget_minutes=took * 0.4 / 60, report=rep)
-    assert time.perf_counter() - t < took * 0.4 + 2.0
-    assert np.isfinite(p).all() and p.shape == full.shape
-    assert rep.decisions, "a budget below the full run's time must log a decision"
+# (the degrade-then-fill budget run is tested deterministically, on a virtual clock, in
+# tests/test_numerics_infer.py::test_budget_degrades_then_fills_cut_rows_with_mean_of_predicted_rows)
 
 
 # --------------------------------------------------------------------------- compatibility
@@ -384,5 +374,5 @@ def test_cli_predict_prints_one_wrote_line(untrained_adapter, lmsys_synth_test, 
     assert r.exit_code == 0, r.output
     text = r.output  # click 8.2+: stdout and stderr together
     wrote = [ln for ln in text.splitlines() if "wrote" in ln]
-    assert len(wrote) == 1 and "rows/s" in wrote[0] and "fallback 0" in wrote[0], text
+    assert len(wrote) == 1 and "rows/s" in wrote[0] and "0 cut by the deadline" in wrote[0] and "0 non-finite filled" in wrote[0], text
     assert "predict: 120/120 rows (100%)" in text and "\r" not in text and "\x1b[" not in text

@@ -19,7 +19,7 @@ def _write(path, header, rows):
 
 
 def test_lmsys_writer_roundtrip_and_normalises(tmp_path):
-    probs = np.array([[0.4, 0.2, 0.2], [0.2, 0.3, 0.5], [np.nan, 0.1, 0.1]])
+    probs = np.array([[0.4, 0.2, 0.2], [0.2, 0.3, 0.5], [0.1, 0.1, 0.8]])
     out = write_lmsys(tmp_path / "sub.csv", IDS, probs)
     validate_file(out, IDS, "lmsys")
     lines = out.read_text().splitlines()
@@ -27,8 +27,23 @@ def test_lmsys_writer_roundtrip_and_normalises(tmp_path):
     vals = np.array([[float(x) for x in line.split(",")[1:]] for line in lines[1:]])
     assert np.allclose(vals.sum(axis=1), 1.0, atol=1e-9)
     assert np.allclose(vals[0], [0.5, 0.25, 0.25])
-    assert np.allclose(vals[2], [1 / 3] * 3)  # a NaN row becomes uniform, never NaN in the file
     assert [p.name for p in tmp_path.iterdir()] == ["sub.csv"]  # the temporary file was renamed away
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_normalize_refuses_nonfinite_rows_instead_of_hiding_them(bad, multilabel, tmp_path):
+    """A NaN/inf row used to become uniform (0.5 for multilabel) without a word; now the caller must decide."""
+    from kaggle_kit.runtime.submission import SubmissionError, normalize_probabilities
+
+    probs = np.array([[0.4, 0.2, 0.4], [0.2, bad, 0.5], [0.1, 0.1, 0.8]])
+    with pytest.raises(SubmissionError, match=r"1 row\(s\) of probabilities hold NaN/inf \(row positions \[1\]"):
+        normalize_probabilities(probs, multilabel=multilabel)
+    with pytest.raises(SubmissionError, match="NaN/inf"):
+        write_lmsys(tmp_path / "sub.csv", IDS, probs)
+    assert not (tmp_path / "sub.csv").exists()
+    with pytest.raises(SubmissionError, match="all zero"):
+        normalize_probabilities(np.array([[0.0, -1.0, 0.0]]))
 
 
 def test_good_file_passes(tmp_path):

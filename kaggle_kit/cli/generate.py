@@ -39,7 +39,10 @@ def generate(adapter, data_path, out_path, max_new_tokens, batch_size, limit, ba
 
     from kaggle_kit.models import named_base_for
 
-    log = (lambda s: None) if as_json else (lambda s: click.echo(s, err=True))
+    def log(line: str) -> None:  # stderr; with --json only the warnings (stdout stays pure JSON)
+        if not as_json or line.startswith("warning"):
+            click.echo(line, err=True)
+
     base_path = base_path or named_base_for(adapter, log, causal=True)
     try:
         result = generate_file(
@@ -52,7 +55,8 @@ def generate(adapter, data_path, out_path, max_new_tokens, batch_size, limit, ba
     if as_json:
         echo_json(result.to_dict())
         return
-    click.echo(f"answers: {result.out_path} ({result.rows} rows, {result.seconds:.1f} s)")
+    click.echo(f"answers: {result.out_path} ({result.rows} rows, {result.empty_answers} empty, {result.seconds:.1f} s, "
+               f"{result.new_tokens_per_second:.1f} generated tokens/s)")
     if result.metrics:
         m = result.metrics
         click.echo(f"exact match {m['exact_match']:.4f}  token F1 {m['token_f1']:.4f}  ROUGE-L {m['rouge_l']:.4f}  ({m['rows']} rows with a reference)")

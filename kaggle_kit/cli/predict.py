@@ -41,17 +41,23 @@ def _kit_errors(fn):
 @click.option("--sample", default=None, type=click.Path(exists=True, dir_okay=False),
               help="The competition's sample_submission.csv: decides the shape and is compared with the written file "
                    "(default: the sample the run's manifest names, when it lies beside --data).")
+@click.option("--max-unpredicted-share", type=float, default=None, help="Exit 1 (after writing the submission) when more than this share of rows got the fill instead of a prediction (non-finite logits, time budget). Default: inference.max_unpredicted_share (0.01).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (figures and decisions) on stdout.")
 @config_options
 @friendly_errors
 @_kit_errors
-def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows, devices, quantization, sample, no_progress, as_json, config_path, overrides):
+def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows, devices, quantization, sample,
+            max_unpredicted_share, no_progress, as_json, config_path, overrides):
     """Predict every row of a test file with a run folder and write a validated submission.
 
     Rows are tokenized once, sorted by length and packed into token-budget batches; every test id
-    gets a row, in the test file's order, even when the time budget runs out. Options left out come
-    from [inference] in kit.toml, else the defaults.
+    gets a row, in the test file's order, even when the time budget runs out. Rows whose logits are
+    not finite (inf/NaN, e.g. a float16 overflow) are re-run once in float32; rows still without a
+    prediction, and rows the budget cut, get the mean of the predicted rows — counted and listed by id
+    in the log and in --json (nonfinite_rows, rerun_rows, filled_rows, fallback_ids). When more than
+    --max-unpredicted-share of the rows got that fill, the command exits 1 after writing the file.
+    Options left out come from [inference] in kit.toml, else the defaults.
 
     \b
     Examples:
@@ -74,7 +80,8 @@ def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, t
     if len(members) > 1 or _is_parent(members[0]):
         return _predict_ensemble(members, weights, combine or full.ensemble.combine, parts or full.ensemble.parts or None,
                                  data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows, devices, quantization,
-                                 no_progress, as_json, cfg, log, sample)
+                                 no_progress, as_json, cfg, log, sample,
+                                 max_unpredicted_share if max_unpredicted_share is not None else cfg.max_unpredicted_share)
     base = base or named_base_for(members[0], log)
     result = predict_file(
         members[0], data, out, base_path=base,
@@ -85,17 +92,29 @@ def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, t
         devices=devices or (cfg.devices or None),
         quantization=quantization or cfg.quantization or None,
         log=log, progress=not no_progress, sample=sample,
+        max_unpredicted_share=max_unpredicted_share if max_unpredicted_share is not None else cfg.max_unpredicted_share,
     )
     if as_json:
         echo_json(result.to_dict())
+    _exit_if_unpredicted(result)
+    if as_json:
         return
-    # the runtime's one "wrote …" line (rows, rate, padding, truncation, TTA, fallback) went to the log
+    # the runtime's one "wrote …" line (rows, rate, padding, truncation, TTA, fallback, fills) went to the log
     if result.sample:
         click.echo(f"checked against the sample {result.sample} (the log says what was compared)")
     if result.metrics:
         metric = next(iter(k for k in result.metrics if k == (_manifest_metric(members[0]) or "")), None) or "log_loss"
         click.echo(f"{metric} {result.metrics.get(metric, float('nan')):.4f} on {data} (all: "
                    + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()) + ")")
+
+
+def _exit_if_unpredicted(result) -> None:
+    """Exit 1 (the submission is written) when more than max_unpredicted_share of the rows got the fill."""
+    if result.too_many_unpredicted:
+        click.echo(f"Error: {result.unpredicted_rows} of {result.rows} rows ({result.unpredicted_share:.1%}) could not be predicted "
+                   f"(limit {result.to_dict()['max_unpredicted_share']:.1%}, --max-unpredicted-share); {result.out_path} was "
+                   f"written, but do not submit it before fixing the cause logged above", err=True)
+        raise SystemExit(1)
 
 
 def _manifest_metric(adapter) -> str:
@@ -145,7 +164,7 @@ def _named_bases(members, log) -> list:
 
 
 def _predict_ensemble(members, weights, combine, parts, data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows,
-                      devices, quantization, no_progress, as_json, cfg, log, sample=None):
+                      devices, quantization, no_progress, as_json, cfg, log, sample=None, max_unpredicted_share=None):
     from kaggle_kit.runtime.ensemble import predict_ensemble_file
 
     result = predict_ensemble_file(
@@ -155,10 +174,12 @@ def _predict_ensemble(members, weights, combine, parts, data, out, base, budget_
         budget_minutes=budget_minutes if budget_minutes is not None else (cfg.budget_minutes or None),
         batch_tokens=batch_tokens or cfg.batch_tokens or None, max_batch_rows=max_batch_rows or cfg.max_batch_rows or None,
         devices=devices or (cfg.devices or None), quantization=quantization or cfg.quantization or None,
-        log=log, progress=not no_progress, sample=sample,
+        log=log, progress=not no_progress, sample=sample, max_unpredicted_share=max_unpredicted_share,
     )
     if as_json:
         echo_json(result.to_dict())
+    _exit_if_unpredicted(result)
+    if as_json:
         return
     for m in result.members:
         state = "reused saved part" if m["reused"] else ("dropped (time budget)" if m["dropped"] else

@@ -107,6 +107,10 @@ def train(config_path, overrides, fold, all_folds, output, resume, model, data, 
     cfg = load(config_path, list(overrides) + _quick_overrides(model, data, output, max_steps, quantization, peft_method, max_length))
     if all_folds and fold is not None:
         raise KitError("--fold and --all-folds exclude each other; pick one")
+    if all_folds and cfg.data.val_fraction > 0:
+        raise KitError(f"--all-folds trains one run per fold, but data.val_fraction = {cfg.data.val_fraction} replaces the folds "
+                       f"with one holdout split, so all {cfg.data.folds} runs would be identical; set data.val_fraction = 0 "
+                       f"(--set data.val_fraction=0) or drop --all-folds")
     from kaggle_kit.train import run_training
 
     log = lambda msg: click.echo(msg, err=as_json)  # noqa: E731  (stdout stays pure JSON with --json)

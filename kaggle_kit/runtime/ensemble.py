@@ -34,6 +34,7 @@ import numpy as np
 
 from .progress import quiet_known_warnings
 from .infer import SAFETY, EngineReport, degrade_steps, parse_tta, predict_rows, projected_seconds
+from .health import DEFAULT_MAX_UNPREDICTED_SHARE, unpredicted_verdict
 from .manifest import MANIFEST_NAME, CompatibilityError
 
 COMBINE_METHODS = ("mean", "logit_mean")
@@ -367,7 +368,10 @@ def _run_one(m, rows, encoded, tok, replicas, tta, batch_tokens, max_batch_rows,
                          deadline=member_deadline, replicas=replicas, log=log, progress=progress, report=rep, encoded=encoded)
     info = {"seconds": round(time.monotonic() - t, 3), "tokens": rep.tokens, "padding_share": round(rep.padding_share, 4),
             "truncated_rows": rep.truncated_rows, "fallback_rows": rep.fallback_rows, "tta_rows": rep.tta_rows,
-            "max_length": rep.max_length, "decisions": list(rep.decisions)}
+            "max_length": rep.max_length, "decisions": list(rep.decisions),
+            # rows this member did not really predict (deadline cut, non-finite after the float32 re-run): they hold the fill
+            "fallback_ids": list(rep.fallback_ids), "nonfinite_rows": list(rep.nonfinite_rows),
+            "rerun_rows": list(rep.rerun_rows), "filled_rows": list(rep.filled_rows)}
     return probs, info
 
 
@@ -393,12 +397,16 @@ def run_members(members: Sequence[EnsembleMember], rows: Sequence, ids: Sequence
         raise EnsembleError(f"combine {combine_method!r} is not one of {', '.join(COMBINE_METHODS)}")
     tta_frac, n = parse_tta(tta), len(rows)
     kind = members[0].manifest.kind
-    results = {name: p for name, (p, _) in _reusable(members, parts_dir, ids, decide).items()}
+    reusable = _reusable(members, parts_dir, ids, decide)
+    results = {name: p for name, (p, _) in reusable.items()}
     last_use = {m.tokens_key: i for i, m in enumerate(members) if m.name not in results}
     cache, owners, outcomes, skip, ref = {}, {}, [], set(results), None
     for i, m in enumerate(members):
         out = {"name": m.name, "path": m.path, "weight": round(m.weight, 6), "reused": m.name in results, "dropped": False}
         outcomes.append(out)
+        if m.name in reusable:
+            ran = (reusable[m.name][1] or {}).get("ran", {}) if isinstance(reusable[m.name][1], dict) else {}
+            out.update({k: ran.get(k, []) for k in ("fallback_ids", "filled_rows")})
         if m.name in results or m.name in skip:
             out["dropped"] = m.name not in results
             continue
@@ -509,11 +517,28 @@ class EnsembleResult:
     combine: str
     devices: list
     parts_dir: str = ""
+    unpredicted_ids: list = field(default_factory=list)  # rows some combined member filled instead of predicting
+    max_unpredicted_share: Optional[float] = None
+
+    @property
+    def unpredicted_rows(self) -> int:
+        return len(self.unpredicted_ids)
+
+    @property
+    def unpredicted_share(self) -> float:
+        return unpredicted_verdict(self.unpredicted_rows, self.rows, self.max_unpredicted_share)[1]
+
+    @property
+    def too_many_unpredicted(self) -> bool:
+        return unpredicted_verdict(self.unpredicted_rows, self.rows, self.max_unpredicted_share)[0]
 
     def to_dict(self) -> dict:
         return {"out_path": str(self.out_path), "rows": self.rows, "seconds": round(self.seconds, 3), "style": self.style,
                 "combine": self.combine, "devices": self.devices, "parts_dir": self.parts_dir, "members": self.members,
-                "decisions": self.decisions}
+                "unpredicted_ids": self.unpredicted_ids, "unpredicted_rows": self.unpredicted_rows,
+                "unpredicted_share": round(self.unpredicted_share, 6),
+                "max_unpredicted_share": DEFAULT_MAX_UNPREDICTED_SHARE if self.max_unpredicted_share is None else self.max_unpredicted_share,
+                "too_many_unpredicted": self.too_many_unpredicted, "decisions": self.decisions}
 
 
 def file_members(adapters: Sequence, weights, data_sha: str, *, base_path=None, bases: Sequence = (), devices=(),
@@ -544,12 +569,15 @@ def file_members(adapters: Sequence, weights, data_sha: str, *, base_path=None, 
 def predict_ensemble_file(adapters: Sequence, data_path, out_path, *, weights=None, combine_method: str = "mean", base_path=None,
                           bases: Sequence = (), parts_dir=None, tta=None, budget_minutes=None, batch_tokens=None,
                           max_batch_rows=None, devices=None, quantization=None, log: Callable = print, progress: bool = True,
-                          names: Optional[Sequence[str]] = None, sample=None) -> EnsembleResult:
+                          names: Optional[Sequence[str]] = None, sample=None,
+                          max_unpredicted_share: Optional[float] = None) -> EnsembleResult:
     """Predict ``data_path`` with every member (run folders; an --all-folds parent counts as its folds) and write
     the weighted combination as a validated submission. ``parts_dir``: each member's predictions are saved
     there as it finishes and reused by a rerun (default: a ``parts`` folder beside ``out_path``). ``names``: one
     per adapter (default: folder names). ``sample``: the competition's sample submission to follow and compare
-    with (as in infer.predict_file)."""
+    with (as in infer.predict_file). A row counts as unpredicted when any combined member gave it the fill
+    (deadline, non-finite logits); above ``max_unpredicted_share`` (default 1%) the result's
+    ``too_many_unpredicted`` is True and an ``error:`` line is logged (the submission is still written)."""
     from .infer import parse_devices, read_test_data, submission_style
     from .manifest import check_compatible
     from .submission import compare_with_sample, write_submission
@@ -592,5 +620,19 @@ def predict_ensemble_file(adapters: Sequence, data_path, out_path, *, weights=No
     seconds = time.monotonic() - t0
     log(f"wrote {out_path}: {len(ds.ids)} rows ({spec.style}) from {sum(1 for o in outcomes if not o['dropped'])} member(s) "
         f"combined by {combine_method} in {seconds:.1f}s; parts in {parts_dir}")
-    return EnsembleResult(Path(out_path), len(ds.ids), seconds, decisions, probs, list(ds.ids), members[0].manifest.labels,
-                          spec.style, outcomes, combine_method, devs, str(parts_dir))
+    result = EnsembleResult(Path(out_path), len(ds.ids), seconds, decisions, probs, list(ds.ids), members[0].manifest.labels,
+                            spec.style, outcomes, combine_method, devs, str(parts_dir), max_unpredicted_share=max_unpredicted_share)
+    result.unpredicted_ids = _unpredicted(outcomes, ds.ids)
+    if result.unpredicted_ids:
+        decide(f"{result.unpredicted_rows} row(s) hold a member's fill instead of its prediction; first ids: {result.unpredicted_ids[:5]}")
+    if result.too_many_unpredicted:
+        decide(f"error: {result.unpredicted_rows} of {result.rows} rows ({result.unpredicted_share:.1%}) could not be predicted by "
+               f"every member (more than max_unpredicted_share = {result.to_dict()['max_unpredicted_share']:.1%}); "
+               f"the submission {out_path} was written but is not trustworthy — see the lines above for the cause")
+    return result
+
+
+def _unpredicted(outcomes: list, ids: Sequence) -> list:
+    """Test ids (in file order) that some combined (not dropped) member filled instead of predicting."""
+    bad = {str(i) for o in outcomes if not o.get("dropped") for i in (list(o.get("fallback_ids", [])) + list(o.get("filled_rows", [])))}
+    return [i for i in ids if str(i) in bad]

@@ -205,6 +205,7 @@ def load_for_generation(adapter_dir, base_path=None, quantization: Optional[str]
 
     from .manifest import Manifest
     from .modeling import load_tokenizer
+    from .precision import half_dtype_for
 
     adapter_dir = Path(adapter_dir)
     manifest = Manifest.load(adapter_dir)
@@ -219,10 +220,9 @@ def load_for_generation(adapter_dir, base_path=None, quantization: Optional[str]
     mode = quant.get("mode", "none")
     dtype = None
     if mode in ("none", "", None):
-        if device.startswith("cuda"):
-            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        else:
-            dtype = "float32"
+        dtype = half_dtype_for(device)  # bf16 on compute capability >= 8.0, fp16 on older GPUs, fp32 on the CPU
+    elif quant.get("compute_dtype") and device.startswith("cuda"):
+        quant["compute_dtype"] = half_dtype_for(device, quant["compute_dtype"])
     device_map = {"": device} if mode not in ("none", "", None) and device.startswith("cuda") else None
     base = load_causal(resolve_base_path(manifest, base_path), quant, dtype=dtype, device_map=device_map)
     model = PeftModel.from_pretrained(base, str(adapter_dir)) if (adapter_dir / "adapter_config.json").exists() else base
@@ -294,8 +294,13 @@ def generate_texts(
     top_k: int = 0,
     seed: int = 0,
     progress: bool = True,
+    stats: Optional[dict] = None,
 ) -> list:
-    """Answers for ``prompts`` (lists of token ids), in their order."""
+    """Answers for ``prompts`` (lists of token ids), in their order.
+
+    ``stats`` (a dict) receives ``generated_tokens``: the tokens the model generated (up to and
+    including each row's end-of-sequence token, not the padding after it), whatever the stop-string
+    cut and the whitespace strip keep of them."""
     import torch
 
     if not prompts:
@@ -319,6 +324,7 @@ def generate_texts(
         kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k or None)
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
+    generated = 0
     with torch.inference_mode():
         for batch in batches:
             width = max(len(prompts[i]) for i in batch)
@@ -333,13 +339,28 @@ def generate_texts(
                 extra["stopping_criteria"] = _stop_criteria(tokenizer, stop_strings, width)
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs, **extra)
             for r, i in enumerate(batch):
-                text = tokenizer.decode(out[r, width:], skip_special_tokens=True)
+                new = out[r, width:]
+                generated += _generated_length(new.tolist(), eos_ids, pad_id)
+                text = tokenizer.decode(new, skip_special_tokens=True)
                 answers[i] = cut_at_stop(text, stop_strings)
             if bar is not None:
                 bar.update(len(batch))
     if bar is not None:
         bar.close()
+    if stats is not None:
+        stats["generated_tokens"] = stats.get("generated_tokens", 0) + generated
     return answers
+
+
+def _generated_length(tokens: list, eos_ids: list, pad_id) -> int:
+    """Tokens a row generated: up to and including its first end-of-sequence token; a row that
+    stopped early is padded with ``pad_id`` by ``generate`` (not counted)."""
+    for j, t in enumerate(tokens):
+        if t in eos_ids:
+            return j + 1
+        if t == pad_id:
+            return j
+    return len(tokens)
 
 
 # --------------------------------------------------------------------------- files
@@ -357,6 +378,9 @@ class GenerateResult:
     metrics_path: Optional[str] = None
     side_by_side_path: Optional[str] = None
     problems: list = field(default_factory=list)
+    generated_tokens: int = 0
+    empty_answers: int = 0
+    empty_ids: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -452,20 +476,28 @@ def generate_file(
         f"batch size {settings['batch_size']}"
     )
     t0 = time.time()
+    stats: dict = {}
     answers = generate_texts(
         model, tokenizer, prompts,
         max_new_tokens=settings["max_new_tokens"], batch_size=settings["batch_size"], batch_tokens=settings["batch_tokens"],
         stop_strings=stops, do_sample=settings["do_sample"], temperature=settings["temperature"],
-        top_p=settings["top_p"], top_k=settings["top_k"], seed=settings["seed"], progress=progress,
+        top_p=settings["top_p"], top_k=settings["top_k"], seed=settings["seed"], progress=progress, stats=stats,
     )
     gen_seconds = time.time() - t0
-    new_tokens = sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
+    generated = int(stats.get("generated_tokens", 0))
+    empty = [r.id for r, a in zip(rows, answers) if not (a or "").strip()]
     _write_table(out_path, [{"id": r.id, "answer": a} for r, a in zip(rows, answers)], ["id", "answer"])
     result = GenerateResult(
         out_path=str(out_path), rows=len(rows), seconds=0.0,
-        new_tokens_per_second=new_tokens / gen_seconds if gen_seconds > 0 else 0.0,
+        new_tokens_per_second=generated / gen_seconds if gen_seconds > 0 else 0.0,
         template=template, max_new_tokens=settings["max_new_tokens"], problems=[str(p) for p in data.problems[:20]],
+        generated_tokens=generated, empty_answers=len(empty), empty_ids=empty,
     )
+    if empty:
+        shown = ", ".join(str(i) for i in empty[:5]) + (f" … (+{len(empty) - 5})" if len(empty) > 5 else "")
+        log(f"warning: {len(empty)} of {len(rows)} answers are empty after stripping (the model generated only whitespace, "
+            f"end-of-sequence or a stop string); first ids: {shown}. Check the prompt template (training and generation "
+            f"must match), max_new_tokens and whether the run learned anything")
     references = [r.response_a[0] if r.response_a else None for r in rows]
     if any(ref is not None for ref in references):
         metrics = score_texts(answers, references)
@@ -487,5 +519,6 @@ def generate_file(
             f"ROUGE-L {metrics['rouge_l']:.4f} over {metrics['rows']} row(s) with a reference"
         )
     result.seconds = time.time() - started
-    log(f"wrote {out_path} ({len(rows)} rows, {result.seconds:.1f} s, {result.new_tokens_per_second:.1f} new tokens/s)")
+    log(f"wrote {out_path} ({len(rows)} rows, {len(empty)} empty, {result.seconds:.1f} s, {generated:,} generated tokens, "
+        f"{result.new_tokens_per_second:.1f} generated tokens/s)")
     return result

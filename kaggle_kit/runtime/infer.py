@@ -11,15 +11,17 @@
   runs with several CPU workers;
 - a time budget: the first batches (a sample spread over the length range) measure seconds per
   padded token; the run projects its total and degrades in steps (shorter max length for the longest
-  remaining rows, then less TTA) so it ends in time, re-checking between chunks of batches. Whatever
-  happens, every test id gets a row: rows that could not run in time get the mean prediction of the
-  rows that did, and each decision is logged.
+  remaining rows, then less TTA) so it ends in time, re-checking between chunks of batches
+  (:mod:`runtime.budget`);
+- numerics (:mod:`runtime.health`): every batch's logits are checked; rows with non-finite values
+  are re-run once in float32, and rows still without a finite prediction — like rows the deadline
+  cut — get the mean prediction of the rows really predicted. Whatever happens, every test id gets
+  a row, and each decision is counted, listed by id and logged; :class:`PredictionResult` says
+  when more than ``max_unpredicted_share`` of the rows could not be predicted.
 """
 from __future__ import annotations
 
 import math
-import queue
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,15 +29,17 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .progress import quiet_known_warnings
+from .attention import FAST_ATTENTION, FAST_ATTENTION_TYPES, eager_inplace_attention, fast_attention  # noqa: F401 (re-exported)
 from .batching import TokenTable, choose_rows, order_batches, plan_batches
+from .budget import (CALIBRATION_BATCHES, LENGTH_STEPS, MIN_LENGTH, SAFETY, _padded_cost, _plan_fit,  # noqa: F401 (re-exported)
+                     degrade_steps, projected_seconds)
+from .health import DEFAULT_MAX_UNPREDICTED_SHARE, computes_in_half, fill_value, finite_rows, fp32_mode, is_oom, unpredicted_verdict
+from .merging import merge_adapter  # noqa: F401 (re-exported: `kit merge`)
+from .progress import quiet_known_warnings
+from .workers import _Clock, forward_probs, model_device, parse_devices, run_batches  # noqa: F401 (re-exported)
 
 DEFAULT_BATCH_TOKENS = 8192
 DEFAULT_MAX_ROWS = 64
-CALIBRATION_BATCHES = 4
-SAFETY = 0.9  # a plan must fit in this share of the time left
-LENGTH_STEPS = (0.75, 0.5, 0.375, 0.25)  # max length multipliers tried for the longest rows
-MIN_LENGTH = 64
 
 
 # --------------------------------------------------------------------------- options
@@ -61,22 +65,6 @@ def parse_tta(tta) -> float:
     return frac
 
 
-def parse_devices(devices) -> list:
-    """['cuda:0', 'cuda:1'] from 'cuda:0,cuda:1' or a list; None/empty → every GPU, else ['cpu']."""
-    if isinstance(devices, str):
-        devices = [d.strip() for d in devices.split(",") if d.strip()]
-    devices = list(devices or [])
-    if not devices:
-        import torch
-
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        devices = [f"cuda:{i}" for i in range(n)] or ["cpu"]
-    for d in devices:
-        if not (d == "cpu" or d == "cuda" or d.startswith("cuda:") or d == "mps"):
-            raise ValueError(f"device {d!r} is not cpu, cuda or cuda:N; e.g. --devices cuda:0,cuda:1")
-    return devices
-
-
 def _tqdm(total, desc, unit="row", log=None, **_):
     """A bar on a terminal, plain lines in notebooks and logs (runtime/progress.py)."""
     from .progress import Progress
@@ -84,201 +72,19 @@ def _tqdm(total, desc, unit="row", log=None, **_):
     return Progress(total, desc, unit, log=log)
 
 
-# --------------------------------------------------------------------------- the forward pass
-
-
-def model_device(model):
-    import torch
-
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
-def forward_probs(model, input_ids: np.ndarray, attention_mask: np.ndarray, device, multilabel: bool = False) -> np.ndarray:
-    """Class probabilities (float32 numpy) of one padded batch. Call under ``torch.inference_mode``."""
-    import torch
-
-    ids = torch.from_numpy(input_ids).to(device, non_blocking=True)
-    mask = torch.from_numpy(attention_mask).to(device, non_blocking=True)
-    logits = model(input_ids=ids, attention_mask=mask).logits.float()
-    probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)
-    return probs.cpu().numpy()
-
-
-FAST_ATTENTION = "kit_eager_inplace"
-FAST_ATTENTION_TYPES = ("gemma2",)  # eager-only models whose attention this function reproduces
-
-
-def eager_inplace_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, softcap=None, **kwargs):
-    """Gemma-2's eager attention (logit soft-capping, additive mask, fp32 softmax) with in-place steps.
-
-    The same arithmetic as transformers' ``eager_attention_forward``, but the (rows × heads × L × L)
-    score tensor is allocated once instead of six times (scale and 1/softcap fold into the query;
-    tanh, ×softcap and the mask apply in place). Inference only: no dropout, no attention weights
-    returned, in-place ops have no backward. Probabilities match the stock path to ~1e-7.
-    """
-    import torch
-
-    if scaling is None:
-        scaling = module.head_dim ** -0.5
-    groups = getattr(module, "num_key_value_groups", 1)
-    if groups > 1:
-        b, h, n, d = key.shape
-        key = key[:, :, None].expand(b, h, groups, n, d).reshape(b, h * groups, n, d)
-        value = value[:, :, None].expand(b, h, groups, n, d).reshape(b, h * groups, n, d)
-    q = query * (scaling / softcap) if softcap else query * scaling
-    w = torch.matmul(q, key.transpose(2, 3))
-    if softcap:
-        w.tanh_().mul_(softcap)
-    if attention_mask is not None:
-        w.add_(attention_mask[:, :, :, : key.shape[-2]])
-    if w.dtype == torch.float32:
-        w = torch.softmax(w, dim=-1)
-    else:
-        w = torch.softmax(w, dim=-1, dtype=torch.float32).to(query.dtype)
-    out = torch.matmul(w, value).transpose(1, 2).contiguous()
-    return out, None
-
-
-def _register_fast_attention() -> bool:
-    try:
-        from transformers import AttentionInterface
-        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-    except ImportError:  # pragma: no cover - older transformers
-        return False
-    AttentionInterface.register(FAST_ATTENTION, eager_inplace_attention)
-    AttentionMaskInterface.register(FAST_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
-    return True
-
-
-class fast_attention:
-    """Context: models running Gemma-2 eager attention use :func:`eager_inplace_attention` inside it.
-
-    The configuration is restored on exit, so a model that goes back to training gets the stock
-    (differentiable) attention again.
-    """
-
-    def __init__(self, models, enabled: bool = True):
-        self.models, self.enabled, self.changed = list(models), enabled, []
-
-    def __enter__(self):
-        if not self.enabled:
-            return self
-        seen = set()
-        for m in self.models:
-            cfg = getattr(m, "config", None)
-            if cfg is None or id(cfg) in seen:
-                continue
-            seen.add(id(cfg))
-            if getattr(cfg, "model_type", None) in FAST_ATTENTION_TYPES and cfg._attn_implementation in (None, "eager"):
-                if not _register_fast_attention():
-                    return self
-                self.changed.append((cfg, cfg._attn_implementation))
-                cfg._attn_implementation = FAST_ATTENTION
-        return self
-
-    def __exit__(self, *exc):
-        for cfg, old in self.changed:
-            cfg._attn_implementation = old
-        return False
-
-
-@dataclass
-class _Clock:
-    """Seconds and padded tokens measured so far (thread-safe)."""
-
-    seconds: float = 0.0
-    cost: float = 0.0
-    tokens: int = 0
-    padded: int = 0
-    batches: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, seconds: float, padded: int, tokens: int) -> None:
-        with self.lock:
-            self.seconds += seconds
-            self.cost += padded
-            self.padded += padded
-            self.tokens += tokens
-            self.batches += 1
-
-    @property
-    def rate(self) -> Optional[float]:
-        """Seconds per padded token (per worker), or None before any batch ran."""
-        return self.seconds / self.cost if self.cost > 0 else None
-
-
-def _worker(model, device, table, pad_id, multilabel, jobs, out, done, clock, deadline, bar, errors, stop):
-    import torch
-
-    try:
-        if str(device).startswith("cuda:"):
-            torch.cuda.set_device(torch.device(device))  # per thread: bitsandbytes kernels use the current device
-        with torch.inference_mode():
-            while not stop.is_set():
-                if deadline is not None and time.monotonic() > deadline:
-                    stop.set()
-                    return
-                try:
-                    idx = jobs.get_nowait()
-                except queue.Empty:
-                    return
-                t = time.perf_counter()
-                b = table.batch(idx, pad_id)
-                probs = forward_probs(model, b.input_ids, b.attention_mask, device, multilabel)
-                out[idx] = probs
-                done[idx] = True
-                clock.add(time.perf_counter() - t, b.padded, b.tokens)
-                if bar is not None:
-                    with clock.lock:
-                        bar.update(b.rows)
-                        el = max(clock.seconds, 1e-9)
-                        bar.set_postfix_str(f"{clock.tokens / el * len(errors['n']):,.0f} tok/s", refresh=False)
-    except BaseException as exc:  # surfaced in the calling thread
-        errors["exc"].append(exc)
-        stop.set()
-
-
-def run_batches(replicas: list, table: TokenTable, batches: list, pad_id: int, num_labels: int, *, multilabel=False,
-                out=None, done=None, clock=None, deadline=None, bar=None) -> tuple:
-    """Run ``batches`` (lists of row positions in ``table``) on ``replicas`` [(model, device)], in parallel.
-
-    Fills ``out[idx]`` with probabilities and ``done[idx] = True``; stops taking batches at ``deadline``
-    (time.monotonic seconds). Returns (out, done, clock).
-    """
-    n = len(table)
-    out = np.full((n, num_labels), np.nan, dtype=np.float32) if out is None else out
-    done = np.zeros(n, dtype=bool) if done is None else done
-    clock = clock or _Clock()
-    jobs: queue.Queue = queue.Queue()
-    for b in batches:
-        if len(b):
-            jobs.put(b)
-    stop = threading.Event()
-    errors = {"exc": [], "n": [0] * len(replicas)}
-    if len(replicas) == 1:
-        model, device = replicas[0]
-        _worker(model, device, table, pad_id, multilabel, jobs, out, done, clock, deadline, bar, errors, stop)
-    else:
-        threads = [
-            threading.Thread(target=_worker, args=(m, d, table, pad_id, multilabel, jobs, out, done, clock, deadline, bar, errors, stop), daemon=True)
-            for m, d in replicas
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    if errors["exc"]:
-        raise errors["exc"][0]
-    return out, done, clock
-
-
 # --------------------------------------------------------------------------- the engine
 
 
 @dataclass
 class EngineReport:
+    """Figures and decisions of one :func:`predict_rows` call. Row lists hold test ids.
+
+    ``nonfinite_rows``: rows whose first forward pass gave non-finite logits; ``rerun_rows``: those
+    re-run in float32; ``filled_rows``: rows still without a finite prediction, given ``fill``;
+    ``fallback_ids`` / ``fallback_rows``: rows the deadline cut, also given ``fill`` (the mean of the
+    rows really predicted); ``tta_single_pass``: TTA rows that kept one pass because the other was not
+    finite; ``predicted_rows``: rows with a real (finite) prediction."""
+
     decisions: list
     tokens: int = 0
     padded: int = 0
@@ -287,10 +93,23 @@ class EngineReport:
     fallback_rows: int = 0
     tta_rows: int = 0
     max_length: int = 0
+    fallback_ids: list = field(default_factory=list)
+    nonfinite_rows: list = field(default_factory=list)
+    rerun_rows: list = field(default_factory=list)
+    filled_rows: list = field(default_factory=list)
+    tta_single_pass: int = 0
+    predicted_rows: int = 0
+    fill: Optional[list] = None
+    predict_seconds: float = 0.0
 
     @property
     def padding_share(self) -> float:
         return 0.0 if self.padded == 0 else 1.0 - self.tokens / self.padded
+
+    @property
+    def unpredicted_rows(self) -> int:
+        """Rows that got the fill instead of a prediction (deadline cut or non-finite)."""
+        return self.fallback_rows + len(self.filled_rows)
 
 
 class _Encoding:
@@ -350,6 +169,38 @@ def predict_rows(
                              replicas=replicas, workers=workers, log=log, progress=progress, report=report, encoded=encoded)
 
 
+@dataclass
+class _Run:
+    """The state the steps of one :func:`predict_rows` call share."""
+
+    rows: list
+    enc: "_Encoding"
+    replicas: list
+    table: TokenTable
+    row_cap: np.ndarray  # the max length each row's current encoding was cut at
+    pad_id: int
+    num_labels: int
+    multilabel: bool
+    batch_tokens: int
+    max_rows: int
+    deadline: Optional[float]
+    permutation: list
+    probs: np.ndarray
+    done: np.ndarray
+    rep: EngineReport
+    decide: Callable
+    progress: bool
+    clock: _Clock = field(default_factory=_Clock)
+    log: Optional[Callable] = None
+
+    def ids(self, positions) -> list:
+        return [self.rows[int(i)].id for i in positions]
+
+    def run(self, table, batches, replicas=None, **kw) -> tuple:
+        return run_batches(replicas or self.replicas, table, batches, self.pad_id, self.num_labels,
+                           multilabel=self.multilabel, deadline=self.deadline, **kw)
+
+
 def _predict_rows(model, tokenizer, manifest, rows, *, tta, batch_tokens, max_batch_rows, budget_minutes, deadline,
                   replicas, workers, log, progress, report, encoded=None) -> np.ndarray:
     from .formats import swap_permutation
@@ -367,17 +218,13 @@ def _predict_rows(model, tokenizer, manifest, rows, *, tta, batch_tokens, max_ba
     labels = manifest.labels
     num_labels = len(labels) or int(getattr(getattr(model, "config", None), "num_labels", 2))
     kind = manifest.kind
-    multilabel = kind == "multilabel"
     tta_frac = parse_tta(tta)
     if tta_frac and kind != "pairwise":
         decide(f"tta: {tta} ignored: A/B swapping applies to pairwise tasks, this one is {kind}")
         tta_frac = 0.0
     permutation = swap_permutation(labels) if kind == "pairwise" else list(range(num_labels))
-    batch_tokens = int(batch_tokens or DEFAULT_BATCH_TOKENS)
-    max_rows = int(max_batch_rows or DEFAULT_MAX_ROWS)
     if replicas is None:
-        dev = model_device(model)
-        replicas = [(model, dev)] * max(1, int(workers))
+        replicas = [(model, model_device(model))] * max(1, int(workers))
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
         raise ValueError("the tokenizer has no pad token; load it with runtime.modeling.load_tokenizer")
@@ -390,13 +237,29 @@ def _predict_rows(model, tokenizer, manifest, rows, *, tta, batch_tokens, max_ba
     if deadline is None and budget_minutes:
         deadline = t0 + float(budget_minutes) * 60.0
     spec = PromptSpec.from_dict(manifest.prompt)
-    max_length = int(spec.max_length)
-    rep.max_length = max_length
+    rep.max_length = int(spec.max_length)
     probs = np.full((n, num_labels), np.nan, dtype=np.float32)
     if n == 0:
         return probs
-
     enc = _Encoding(tokenizer, spec, "pairwise" if kind == "pairwise" else "classification", list(rows), permutation)
+    table = _first_encoding(enc, rows, spec, pad_id, decide, rep, encoded)
+    run = _Run(list(rows), enc, replicas, table, np.full(n, rep.max_length, dtype=np.int64), pad_id, num_labels,
+               kind == "multilabel", int(batch_tokens or DEFAULT_BATCH_TOKENS), int(max_batch_rows or DEFAULT_MAX_ROWS),
+               deadline, permutation, probs, np.zeros(n, dtype=bool), rep, decide, progress, log=log)
+    tta_frac = _main_pass(run, tta_frac)
+    _rerun_nonfinite(run)
+    if tta_frac > 0 and run.done.any():
+        _tta_pass(run, tta_frac)
+    _fill(run)
+    rep.tokens, rep.padded = run.clock.tokens, run.clock.padded
+    rep.seconds = rep.predict_seconds = time.monotonic() - t0
+    return probs
+
+
+def _first_encoding(enc, rows, spec, pad_id, decide, rep, encoded=None) -> TokenTable:
+    """Every row encoded at the manifest's max length (or ``encoded``, already so encoded); truncated,
+    empty and pad-ending rows reported."""
+    n, max_length = len(rows), int(spec.max_length)
     if encoded is not None and len(encoded) != n:
         raise ValueError(f"encoded holds {len(encoded)} rows but there are {n} rows to predict; pass one Encoder output per row")
     encoded = enc.encode(range(n), max_length) if encoded is None else encoded
@@ -411,93 +274,150 @@ def _predict_rows(model, tokenizer, manifest, rows, *, tta, batch_tokens, max_ba
     if pad_id in {x[-1] for x in ids if x}:
         bad = [i for i, x in enumerate(ids) if x and x[-1] == pad_id]
         decide(f"{len(bad)} rows end with the pad token (id {pad_id}); the model pools at the last non-pad token, so these pool earlier")
+    return TokenTable(ids)
 
-    table = TokenTable(ids)
-    lengths = table.lengths.copy()
-    clock = _Clock()
-    done = np.zeros(n, dtype=bool)
-    bar = _tqdm(total=n, desc="predict", unit="row", log=log) if progress else None
-    cap = max_length
+
+def _main_pass(run: _Run, tta_frac: float) -> float:
+    """Every row once (under a deadline: calibrate, then degrade in steps). Returns the TTA share left."""
+    n, deadline, clock = len(run.rows), run.deadline, run.clock
+    cap = run.rep.max_length
+    bar = _tqdm(total=n, desc="predict", unit="row", log=run.log) if run.progress else None
     try:
-        pending = np.arange(n, dtype=np.int64)
-        first = True
+        pending, first = np.arange(n, dtype=np.int64), True
         while len(pending):
-            batches = plan_batches(table.lengths[pending], batch_tokens, max_rows)
-            batches = [pending[b] for b in batches]
+            batches = [pending[b] for b in plan_batches(run.table.lengths[pending], run.batch_tokens, run.max_rows)]
             if deadline is None:
-                run_batches(replicas, table, batches, pad_id, num_labels, multilabel=multilabel, out=probs, done=done, clock=clock, bar=bar)
+                run.run(run.table, batches, out=run.probs, done=run.done, clock=clock, bar=bar)
                 break
+            k = CALIBRATION_BATCHES * len(run.replicas)
             if first:  # calibration: a sample of short, medium and long batches
-                batches = order_batches(batches, table.lengths, CALIBRATION_BATCHES * len(replicas))
-                chunk = batches[:CALIBRATION_BATCHES * len(replicas)]
-                first = False
+                chunk, first = order_batches(batches, run.table.lengths, k)[:k], False
             else:
-                chunk = batches[:max(len(replicas), len(batches) // 8)]
-            run_batches(replicas, table, chunk, pad_id, num_labels, multilabel=multilabel, out=probs, done=done, clock=clock, deadline=deadline, bar=bar)
-            pending = np.where(~done)[0]
+                chunk = batches[:max(len(run.replicas), len(batches) // 8)]
+            run.run(run.table, chunk, out=run.probs, done=run.done, clock=clock, bar=bar)
+            pending = np.where(~run.done)[0]
             now = time.monotonic()
             if now >= deadline or not len(pending):
                 break
             # project the rest of the run and degrade in steps until it fits
-            new_cap, new_tta, projected = _plan_fit(table.lengths[pending], cap, tta_frac, n, clock.rate, len(replicas), batch_tokens, max_rows, (deadline - now) * SAFETY)
+            new_cap, new_tta, projected = _plan_fit(run.table.lengths[pending], cap, tta_frac, n, clock.rate, len(run.replicas),
+                                                    run.batch_tokens, run.max_rows, (deadline - now) * SAFETY)
             if new_cap < cap:
-                longer = pending[table.lengths[pending] > new_cap]
-                decide(f"time budget: projected {projected / 60:.1f} min for the rest; max length {cap} → {new_cap} for the {len(longer)} longest remaining rows")
+                longer = pending[run.table.lengths[pending] > new_cap]
+                run.decide(f"time budget: projected {projected / 60:.1f} min for the rest; max length {cap} → {new_cap} for the {len(longer)} longest remaining rows")
                 if len(longer):
-                    re = enc.encode(longer, new_cap)
-                    table = _replace_rows(table, longer, [e.input_ids for e in re])
-                cap = new_cap
-                rep.max_length = cap
+                    run.table = _replace_rows(run.table, longer, [e.input_ids for e in run.enc.encode(longer, new_cap)])
+                    run.row_cap[longer] = new_cap
+                cap = run.rep.max_length = new_cap
             if new_tta < tta_frac:
-                decide(f"time budget: TTA share {tta_frac:.2f} → {new_tta:.2f} (projected {projected / 60:.1f} min)")
+                run.decide(f"time budget: TTA share {tta_frac:.2f} → {new_tta:.2f} (projected {projected / 60:.1f} min)")
                 tta_frac = new_tta
     finally:
         if bar is not None:
             bar.close()
+    return tta_frac
 
-    missing = np.where(~done)[0]
+
+def _rerun_nonfinite(run: _Run) -> None:
+    """Rows whose logits were not finite, re-run once with the first replica in float32 (same device)."""
+    n = len(run.rows)
+    bad = np.where(run.done & ~finite_rows(run.probs))[0]
+    if not len(bad):
+        return
+    run.rep.nonfinite_rows = run.ids(bad)
+    run.decide(f"{len(bad)} of {n} rows gave non-finite logits (inf/NaN: a float16 overflow or a broken weight in the "
+               f"adapter or base); ids: {_ids(run.rows, bad)}")
+    model, device = run.replicas[0]
+    if not computes_in_half(model):
+        run.decide(f"non-finite rows not re-run: the model already computes in float32 on {device}, a re-run would repeat the same numbers")
+        return
+    batches = [bad[b] for b in plan_batches(run.table.lengths[bad], run.batch_tokens, run.max_rows)]
+    try:
+        with fp32_mode(model):
+            out, done, _ = run.run(run.table, batches, replicas=[(model, device)])
+    except Exception as exc:  # noqa: BLE001 - only memory errors are expected here
+        if not is_oom(exc):
+            raise
+        run.decide(f"re-run of {len(bad)} non-finite rows in float32 on {device} failed: out of memory; they get the fill")
+        return
+    ran = bad[done[bad]]
+    run.rep.rerun_rows = run.ids(ran)
+    fixed = ran[finite_rows(out[ran])]
+    run.probs[fixed] = out[fixed]
+    cut = f"; {len(bad) - len(ran)} not re-run before the deadline" if len(ran) < len(bad) else ""
+    run.decide(f"re-ran {len(ran)} non-finite rows in float32 on {device}: {len(fixed)} now finite, {len(ran) - len(fixed)} still not{cut}")
+
+
+def _tta_pass(run: _Run, tta_frac: float) -> None:
+    """A/B-swapped rows, mirrored back; averaged with the first pass, or kept alone when only one pass is finite.
+
+    Each swapped row is encoded at the max length its first pass ran at (a budget cut may have
+    shortened the rows that ran later), so both averaged passes saw the same text."""
+    probs, deadline, clock = run.probs, run.deadline, run.clock
+    ran = np.where(run.done)[0]
+    finite = finite_rows(probs[ran])
+    # uncertainty: 1 - top probability; a row without a finite first pass is the most uncertain
+    uncertainty = np.where(finite, 1.0 - np.nan_to_num(probs[ran], nan=0.0).max(axis=1), 2.0)
+    chosen = ran if tta_frac >= 1 else ran[choose_rows(uncertainty, tta_frac)]
+    if deadline is not None and clock.rate is not None and len(chosen):
+        left = (deadline - time.monotonic()) * SAFETY
+        per_row = clock.rate * float(np.mean(run.table.lengths[chosen])) / len(run.replicas)
+        afford = int(left / per_row) if per_row > 0 else len(chosen)
+        if afford < len(chosen):
+            u = dict(zip(ran.tolist(), uncertainty.tolist()))
+            order = np.argsort(-np.array([u[int(i)] for i in chosen]), kind="stable")
+            run.decide(f"time budget: TTA on {max(afford, 0)} of {len(chosen)} chosen rows (the most uncertain) to end in time")
+            chosen = np.sort(chosen[order[:max(afford, 0)]])
+    if not len(chosen):
+        return
+    sw_ids: list = [None] * len(chosen)
+    for c in np.unique(run.row_cap[chosen]):
+        sel = np.where(run.row_cap[chosen] == c)[0]
+        for j, e in zip(sel, run.enc.encode(chosen[sel], int(c), swapped=True)):
+            sw_ids[j] = e.input_ids
+    sw_table = TokenTable(sw_ids)
+    sw_batches = plan_batches(sw_table.lengths, run.batch_tokens, run.max_rows)
+    bar = _tqdm(total=len(chosen), desc="tta", unit="row", log=run.log) if run.progress else None
+    try:
+        sw_out, sw_done, _ = run.run(sw_table, sw_batches, clock=clock, bar=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    ok = np.where(sw_done)[0]
+    rows_ok, first, mirrored = chosen[ok], probs[chosen[ok]], sw_out[ok][:, run.permutation]
+    f1, f2 = finite_rows(first), finite_rows(mirrored)
+    probs[rows_ok[f1 & f2]] = 0.5 * (first[f1 & f2] + mirrored[f1 & f2])
+    probs[rows_ok[~f1 & f2]] = mirrored[~f1 & f2]
+    run.rep.tta_rows = int((f1 & f2).sum())
+    single = rows_ok[f1 ^ f2]
+    run.rep.tta_single_pass = len(single)
+    if len(single):
+        run.decide(f"tta: {len(single)} rows kept their one finite pass (the other gave non-finite logits); ids: {_ids(run.rows, single)}")
+    if len(ok) < len(chosen):
+        run.decide(f"time budget: TTA ran on {len(ok)} of {len(chosen)} rows before the deadline; the rest keep one pass")
+
+
+def _fill(run: _Run) -> None:
+    """Rows without a finite prediction (cut by the deadline, or non-finite after the re-run) get the
+    mean prediction of the rows really predicted; each group is counted, listed and logged."""
+    probs, rep = run.probs, run.rep
+    finite = finite_rows(probs)
+    predicted = run.done & finite
+    rep.predicted_rows = int(predicted.sum())
+    missing = np.where(~run.done)[0]
+    bad = np.where(run.done & ~finite)[0]
+    if not len(missing) and not len(bad):
+        return
+    fill, how = fill_value(probs, predicted, run.multilabel)
+    rep.fill = [float(v) for v in fill]
+    if len(bad):
+        probs[bad] = fill
+        rep.filled_rows = run.ids(bad)
+        run.decide(f"{len(bad)} rows have no finite prediction and got {how}; ids: {_ids(run.rows, bad)}")
     if len(missing):
-        fill = probs[done].mean(axis=0) if done.any() else np.full(num_labels, 1.0 / num_labels, dtype=np.float32)
-        if not multilabel:
-            fill = fill / fill.sum()
         probs[missing] = fill
-        rep.fallback_rows = len(missing)
-        decide(f"time budget: {len(missing)} rows could not run in time and got the mean prediction of the {int(done.sum())} rows that did; first ids: {_ids(rows, missing)}")
-
-    # TTA: the A/B-swapped rows, mirrored back and averaged in
-    if tta_frac > 0 and done.any():
-        ran = np.where(done)[0]
-        if tta_frac >= 1:
-            chosen = ran
-        else:
-            uncertainty = 1.0 - probs[ran].max(axis=1)
-            chosen = ran[choose_rows(uncertainty, tta_frac)]
-        if deadline is not None and clock.rate is not None:
-            left = (deadline - time.monotonic()) * SAFETY
-            per_row = clock.rate * float(np.mean(table.lengths[chosen])) / len(replicas) if len(chosen) else 0.0
-            afford = int(left / per_row) if per_row > 0 else len(chosen)
-            if afford < len(chosen):
-                order = np.argsort(-(1.0 - probs[chosen].max(axis=1)), kind="stable")
-                decide(f"time budget: TTA on {max(afford, 0)} of {len(chosen)} chosen rows (the most uncertain) to end in time")
-                chosen = np.sort(chosen[order[:max(afford, 0)]])
-        if len(chosen):
-            sw = enc.encode(chosen, cap, swapped=True)
-            sw_table = TokenTable([e.input_ids for e in sw])
-            sw_batches = plan_batches(sw_table.lengths, batch_tokens, max_rows)
-            bar2 = _tqdm(total=len(chosen), desc="tta", unit="row", log=log) if progress else None
-            try:
-                sw_out, sw_done, _ = run_batches(replicas, sw_table, sw_batches, pad_id, num_labels, multilabel=multilabel, clock=clock, deadline=deadline, bar=bar2)
-            finally:
-                if bar2 is not None:
-                    bar2.close()
-            ok = np.where(sw_done)[0]
-            mirrored = sw_out[ok][:, permutation]
-            probs[chosen[ok]] = 0.5 * (probs[chosen[ok]] + mirrored)
-            rep.tta_rows = len(ok)
-            if len(ok) < len(chosen):
-                decide(f"time budget: TTA ran on {len(ok)} of {len(chosen)} rows before the deadline; the rest keep one pass")
-    rep.tokens, rep.padded, rep.seconds = clock.tokens, clock.padded, time.monotonic() - t0
-    return probs
+        rep.fallback_rows, rep.fallback_ids = len(missing), run.ids(missing)
+        run.decide(f"time budget: {len(missing)} rows could not run in time and got {how}; first ids: {_ids(run.rows, missing)}")
 
 
 def _ids(rows, positions, k: int = 5) -> str:
@@ -513,58 +433,17 @@ def _replace_rows(table: TokenTable, positions, new_ids: list) -> TokenTable:
     return TokenTable(ids)
 
 
-def _padded_cost(lengths: np.ndarray) -> float:
-    """Padded tokens of a length-sorted plan, estimated without planning it (the packer keeps padding ≈ 2%)."""
-    return float(np.sum(lengths)) * 1.02
-
-
-def projected_seconds(lengths, cap, tta_frac, n_total, rate, n_workers) -> float:
-    """Projected seconds to run rows of ``lengths`` at max length ``cap`` plus a TTA share ``tta_frac`` of
-    ``n_total`` rows, at ``rate`` seconds per padded token per worker."""
-    lens = np.minimum(lengths, cap)
-    main = _padded_cost(lens)
-    # TTA rows: share t of all rows, at the mean length of the rows left
-    tta_cost = tta_frac * n_total * float(np.mean(lens)) if len(lens) else 0.0
-    return (main + tta_cost) * rate / max(1, n_workers)
-
-
-def degrade_steps(cap: int, tta_frac: float) -> list:
-    """[(cap, tta_fraction)] from no change to the most degraded: shorter max length for the longest rows
-    (×0.75, ×0.5 of ``cap``); less TTA (half, none); shorter still (×0.375, ×0.25). Never below MIN_LENGTH."""
-    floor = MIN_LENGTH
-    steps = [(cap, tta_frac)]
-    for m in LENGTH_STEPS[:2]:
-        steps.append((max(floor, int(cap * m)), tta_frac))
-    half = max(floor, int(cap * LENGTH_STEPS[1]))
-    if tta_frac > 0:
-        steps.append((half, tta_frac / 2))
-        steps.append((half, 0.0))
-    for m in LENGTH_STEPS[2:]:
-        steps.append((max(floor, int(cap * m)), 0.0))
-    return steps
-
-
-def _plan_fit(lengths, cap, tta_frac, n_total, rate, n_workers, batch_tokens, max_rows, seconds_left) -> tuple:
-    """(cap, tta_fraction, projected seconds) of the first :func:`degrade_steps` step whose projection fits.
-
-    The last step is returned when nothing fits (the deadline then stops the run and the rest get the fallback).
-    """
-    if rate is None:
-        return cap, tta_frac, 0.0
-    steps = degrade_steps(cap, tta_frac)
-    for c, t in steps:
-        p = projected_seconds(lengths, c, t, n_total, rate, n_workers)
-        if p <= seconds_left:
-            return c, t, p
-    last = steps[-1]
-    return last[0], last[1], projected_seconds(lengths, last[0], last[1], n_total, rate, n_workers)
-
-
 # --------------------------------------------------------------------------- from files
 
 
 @dataclass
 class PredictionResult:
+    """What :func:`predict_file` did. Row lists hold test ids; see :class:`EngineReport` for their meaning.
+
+    ``predicted_rows`` rows got a real prediction; ``fallback_rows`` (deadline) + ``filled_rows``
+    (non-finite) got the fill. ``rows_per_second`` counts predicted rows only. ``too_many_unpredicted``
+    is True when the unpredicted share exceeds ``max_unpredicted_share`` (callers exit non-zero)."""
+
     out_path: Path
     rows: int
     seconds: float
@@ -581,20 +460,48 @@ class PredictionResult:
     tta_rows: int = 0
     problems: int = 0
     load_seconds: float = 0.0
+    predicted_rows: Optional[int] = None
+    fallback_ids: list = field(default_factory=list)
+    nonfinite_rows: list = field(default_factory=list)
+    rerun_rows: list = field(default_factory=list)
+    filled_rows: list = field(default_factory=list)
+    tta_single_pass: int = 0
+    fill: Optional[list] = None
+    max_unpredicted_share: Optional[float] = None
     metrics: dict = field(default_factory=dict)  # when the file has labels: the task's metrics
     sample: str = ""  # the sample submission the file was compared with
 
     @property
     def rows_per_second(self) -> float:
         run = self.seconds - self.load_seconds
-        return self.rows / run if run > 0 else float("nan")
+        predicted = self.rows if self.predicted_rows is None else self.predicted_rows
+        return predicted / run if run > 0 else float("nan")
+
+    @property
+    def unpredicted_rows(self) -> int:
+        return self.fallback_rows + len(self.filled_rows)
+
+    @property
+    def unpredicted_share(self) -> float:
+        return unpredicted_verdict(self.unpredicted_rows, self.rows, self.max_unpredicted_share)[1]
+
+    @property
+    def too_many_unpredicted(self) -> bool:
+        return unpredicted_verdict(self.unpredicted_rows, self.rows, self.max_unpredicted_share)[0]
 
     def to_dict(self) -> dict:
+        rps = self.rows_per_second
         return {
             "out_path": str(self.out_path), "rows": self.rows, "seconds": round(self.seconds, 3),
-            "load_seconds": round(self.load_seconds, 3), "rows_per_s": round(self.rows_per_second, 3),
+            "load_seconds": round(self.load_seconds, 3), "rows_per_s": None if math.isnan(rps) else round(rps, 3),
+            "predicted_rows": self.rows if self.predicted_rows is None else self.predicted_rows,
             "tokens": self.tokens, "padding_share": round(self.padding_share, 4), "truncated_rows": self.truncated_rows,
-            "fallback_rows": self.fallback_rows, "tta_rows": self.tta_rows, "problems": self.problems,
+            "fallback_rows": self.fallback_rows, "fallback_ids": self.fallback_ids, "nonfinite_rows": self.nonfinite_rows,
+            "rerun_rows": self.rerun_rows, "filled_rows": self.filled_rows, "fill": self.fill,
+            "unpredicted_rows": self.unpredicted_rows, "unpredicted_share": round(self.unpredicted_share, 6),
+            "max_unpredicted_share": DEFAULT_MAX_UNPREDICTED_SHARE if self.max_unpredicted_share is None else self.max_unpredicted_share,
+            "too_many_unpredicted": self.too_many_unpredicted, "tta_rows": self.tta_rows,
+            "tta_single_pass": self.tta_single_pass, "problems": self.problems,
             "devices": self.devices, "style": self.style, "decisions": self.decisions,
             "metrics": self.metrics, "sample": self.sample,
         }
@@ -670,16 +577,20 @@ def predict_file(
     quantization=None,
     log: Callable = print,
     progress: bool = True,
+    max_unpredicted_share: Optional[float] = None,
     sample=None,
 ) -> PredictionResult:
     """Predict every row of ``data_path`` with the run folder ``adapter_dir``; write a validated submission.
 
     None means: take it from the defaults (``tta='none'``, 8,192-token batches of ≤ 64 rows, no
-    budget, every GPU else the CPU) or from the manifest (format, prompt, base, quantization, id
-    column, submission shape). ``sample``: the competition's sample submission to follow and
-    compare with (default: the one the manifest names, when it lies beside ``data_path``). When
-    ``data_path`` has labels, the task's metrics are computed, logged and written to
-    ``<out>.metrics.json``.
+    budget, every GPU else the CPU, ``max_unpredicted_share`` 0.01) or from the manifest (format,
+    prompt, base, quantization, id column, submission shape). ``sample``: the competition's sample
+    submission to follow and compare with (default: the one the manifest names, when it lies beside
+    ``data_path``). When ``data_path`` has labels, the task's metrics are computed, logged and written
+    to ``<out>.metrics.json``. The submission is always written; when more than
+    ``max_unpredicted_share`` of the rows got the fill instead of a prediction (non-finite logits,
+    deadline), the result's ``too_many_unpredicted`` is True and an ``error:`` line is logged —
+    `kit predict` then exits 1.
     """
     from .manifest import Manifest, check_compatible
     from .modeling import is_merged_folder
@@ -724,17 +635,25 @@ def predict_file(
             decide(f"{out_path} has the columns of the sample {sample_path}; ids not compared: the sample found beside "
                    f"{data_path} shares none of its ids (it belongs to another file; pass --sample to compare strictly)")
     seconds = time.monotonic() - t0
-    run_s = seconds - load_s
-    log(f"wrote {out_path}: {len(ids)} rows ({spec.style}) in {seconds:.1f}s ({len(ids) / run_s if run_s > 0 else float('nan'):.1f} rows/s "
-        f"after {load_s:.1f}s loading; {rep.tokens:,} tokens, padding {rep.padding_share:.1%}; truncated {rep.truncated_rows}; "
-        f"TTA {rep.tta_rows}; fallback {rep.fallback_rows})")
     scores = _score_labelled(ds, probs, manifest, out_path, log) if ds.has_labels else {}
-    return PredictionResult(
+    result = PredictionResult(
         out_path=Path(out_path), rows=len(ids), seconds=seconds, decisions=decisions, probabilities=probs, ids=ids,
         label_names=manifest.labels, style=spec.style, devices=devs, tokens=rep.tokens, padding_share=rep.padding_share,
         truncated_rows=rep.truncated_rows, fallback_rows=rep.fallback_rows, tta_rows=rep.tta_rows,
-        problems=len(ds.problems), load_seconds=load_s, metrics=scores, sample=str(sample_path or ""),
+        problems=len(ds.problems), load_seconds=load_s, predicted_rows=rep.predicted_rows, fallback_ids=rep.fallback_ids,
+        nonfinite_rows=rep.nonfinite_rows, rerun_rows=rep.rerun_rows, filled_rows=rep.filled_rows,
+        tta_single_pass=rep.tta_single_pass, fill=rep.fill, max_unpredicted_share=max_unpredicted_share,
+        metrics=scores, sample=str(sample_path or ""),
     )
+    log(f"wrote {out_path}: {len(ids)} rows ({spec.style}) in {seconds:.1f}s: {result.predicted_rows} predicted "
+        f"({result.rows_per_second:.1f} predicted rows/s after {load_s:.1f}s loading), {rep.fallback_rows} cut by the "
+        f"deadline, {len(rep.filled_rows)} non-finite filled ({len(rep.rerun_rows)} re-run in float32); {rep.tokens:,} tokens, "
+        f"padding {rep.padding_share:.1%}; truncated {rep.truncated_rows}; TTA {rep.tta_rows}")
+    if result.too_many_unpredicted:
+        decide(f"error: {result.unpredicted_rows} of {len(ids)} rows ({result.unpredicted_share:.1%}) could not be predicted "
+               f"and got the fill (more than max_unpredicted_share = {result.to_dict()['max_unpredicted_share']:.1%}); "
+               f"the submission {out_path} was written but is not trustworthy — see the lines above for the cause")
+    return result
 
 
 def _read_kwargs(manifest) -> dict:
@@ -775,29 +694,3 @@ def _score_labelled(ds, probs, manifest, out_path, log) -> dict:
     log(f"{ds.path} has labels: {metric} {flat.get(metric, float('nan')):.4f} ("
         + ", ".join(f"{n} {v:.4f}" for n, v in flat.items() if n != metric) + f"); written to {path}")
     return flat
-
-
-@quiet_known_warnings()  # the listed harmless library warnings only, only during the call
-def merge_adapter(adapter_dir, out_dir, *, base_path=None, dtype: str = "bfloat16", log: Callable = print) -> Path:
-    """Merge a LoRA/IA3 adapter into a full-precision base and save a 16-bit model with its manifest."""
-    from .manifest import Manifest
-    from .modeling import load_for_inference, torch_dtype
-
-    out_dir = Path(out_dir)
-    model, tokenizer, manifest = load_for_inference(adapter_dir, base_path=base_path, quantization="none", device="cpu", dtype="float32", log=log)
-    merged = model.merge_and_unload()
-    merged = merged.to(torch_dtype(dtype))
-    merged.config.pad_token_id = tokenizer.pad_token_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    data = manifest.to_dict()
-    data["quantization"] = {"mode": "none"}
-    data["training"] = dict(data.get("training") or {}, merged={"from": str(adapter_dir), "dtype": dtype, "base_quantization": manifest.quantization})
-    Manifest(**data).save(out_dir)
-    log(f"merged {adapter_dir} into {out_dir} ({dtype})")
-    return out_dir
-
-
-def throughput_note(rows: int, seconds: float) -> str:
-    return f"{rows / seconds:.1f} rows/s" if seconds > 0 and not math.isnan(seconds) else "n/a"

@@ -211,6 +211,21 @@ def multi_label_metrics(probs, targets, label_names=None, threshold: float = 0.5
 
 
 def metrics_from_probs(probs, labels, multilabel: bool = False, label_names=None, extra=()) -> dict:
+    """The task's metrics of ``probs`` (rows × classes) against ``labels``. When any probability is not
+    finite (a NaN/inf model output), every scalar metric is NaN and ``nonfinite_rows`` counts the rows:
+    the caller (the training guard, the prediction report) decides, instead of scikit-learn raising on
+    the NaN or the bad rows being scored as if fine."""
+    arr = np.asarray(probs, dtype=np.float64)
+    bad = ~np.isfinite(arr).all(axis=1) if arr.ndim == 2 else np.zeros(0, dtype=bool)
+    if bad.any():
+        shaped = _metrics(np.where(np.isfinite(arr), arr, 1.0 / max(1, arr.shape[1])), labels, multilabel, label_names, extra)
+        out = {k: (float("nan") if isinstance(v, (int, float)) and k != "n" else v) for k, v in shaped.items()}
+        out["nonfinite_rows"] = int(bad.sum())
+        return out
+    return _metrics(arr, labels, multilabel, label_names, extra)
+
+
+def _metrics(probs, labels, multilabel, label_names, extra) -> dict:
     if multilabel:
         return multi_label_metrics(probs, labels, label_names, extra=extra)
     return single_label_metrics(probs, labels, label_names, extra=extra)

@@ -149,12 +149,11 @@ def is_merged_folder(folder) -> bool:
 
 
 def _compute_dtype_for(device: str, wanted: Optional[str]) -> Optional[str]:
-    """bf16 compute where the GPU has it; fp16 on GPUs without bf16 (T4); as asked on the CPU."""
-    import torch
+    """bf16 compute where the GPU has it natively (compute capability >= 8.0); fp16 on older GPUs
+    (T4); as asked on the CPU. The rule lives in :func:`runtime.precision.half_dtype_for`."""
+    from .precision import half_dtype_for
 
-    if device.startswith("cuda") and wanted in ("bfloat16", "bf16") and not torch.cuda.is_bf16_supported():
-        return "float16"
-    return wanted
+    return half_dtype_for(device, wanted) if device.startswith("cuda") else wanted
 
 
 def _head_names(source, num_labels: int) -> list:
@@ -275,7 +274,7 @@ def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] 
     if dtype is None and q.get("mode", "none") == "none":
         saved = (manifest.training or {}).get("merged", {}).get("dtype") if merged else None
         if device.startswith("cuda"):
-            dtype = _compute_dtype_for(device, saved or "bfloat16")
+            dtype = _compute_dtype_for(device, saved)  # None: the device's own half precision
         else:
             dtype = "float32"
     device_map = {"": device} if q.get("mode", "none") != "none" else None
@@ -291,6 +290,9 @@ def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] 
 
         with load_errors(f"{adapter_dir}: cannot attach the adapter to {source}", "retrain with `kit train` or pass the base it was trained on"):
             model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+        from .precision import keep_head_fp32
+
+        keep_head_fp32(model)  # the head computes in float32 on a 16-bit base, as it trained
     if device_map is None:
         model = model.to(device)
     model.eval()

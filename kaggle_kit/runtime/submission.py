@@ -35,19 +35,27 @@ class SubmissionError(DataError):
 
 
 def normalize_probabilities(probs, multilabel: bool = False) -> np.ndarray:
-    """Clip to [0, 1] and renormalise rows to sum to 1 (float64). NaN rows become uniform (0.5 for multilabel)."""
+    """Clip to [0, 1] and renormalise rows to sum to 1 (float64; multilabel: clip only).
+
+    Never hides a broken row: NaN/inf values, or a row with nothing left after clipping, raise
+    :class:`SubmissionError` naming the row positions. Callers decide what such rows get and report
+    it (the inference engine re-runs and fills them and lists them by id: runtime/health.py)."""
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] == 0:
         raise SubmissionError(f"probabilities must be a 2-D array (rows × classes), got shape {p.shape}")
+    bad = np.where(~np.isfinite(p).all(axis=1))[0]
+    if len(bad):
+        raise SubmissionError(f"{len(bad)} row(s) of probabilities hold NaN/inf (row positions {bad[:5].tolist()}"
+                              f"{' …' if len(bad) > 5 else ''}); predict or fill them (and report it) before writing")
+    p = np.clip(p, 0.0, 1.0)
     if multilabel:
-        return np.clip(np.where(np.isfinite(p), p, 0.5), 0.0, 1.0)
-    p = np.where(np.isfinite(p), p, np.nan)
-    bad = np.isnan(p).any(axis=1)
-    p = np.clip(np.nan_to_num(p, nan=0.0), 0.0, 1.0)
+        return p
     s = p.sum(axis=1, keepdims=True)
-    zero = (s[:, 0] <= 0) | bad
-    p = np.where(zero[:, None], 1.0 / p.shape[1], p / np.where(s > 0, s, 1.0))
-    return p
+    zero = np.where(s[:, 0] <= 0)[0]
+    if len(zero):
+        raise SubmissionError(f"{len(zero)} row(s) of probabilities are all zero after clipping to [0, 1] (row positions "
+                              f"{zero[:5].tolist()}{' …' if len(zero) > 5 else ''}); they carry no prediction to normalise")
+    return p / s
 
 
 @dataclass

@@ -92,17 +92,10 @@ def peft_config_causal(model, peft: dict):
 
 
 def _precision(cfg):
-    import torch
+    """train.precision for this process's device (the same rule as classifier training)."""
+    from kaggle_kit.train.numerics import choose_precision
 
-    p = cfg.train.precision
-    cuda = torch.cuda.is_available()
-    if p == "auto":
-        if cuda:
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-    if p in ("bf16", "fp16") and not cuda:
-        return "fp32" if p == "fp16" else "bf16"
-    return p
+    return choose_precision(cfg.train.precision)
 
 
 def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SFTResult:
@@ -129,7 +122,8 @@ def _run_sft(cfg, log, fold, resume) -> SFTResult:
     from kaggle_kit.runtime.modeling import load_tokenizer
     from kaggle_kit.runtime.prompting import PromptSpec
     from kaggle_kit.train.model import weights_note
-    from kaggle_kit.train.runner import train_section_args
+    from kaggle_kit.train.numerics import check_final, guard_context, guarded_trainer, nonfinite_guard
+    from kaggle_kit.train.runner import PARTIAL_SUFFIX, _publish, train_section_args
 
     from .data import SFTCollator, build_sft_examples, split_rows
 
@@ -190,6 +184,9 @@ def _run_sft(cfg, log, fold, resume) -> SFTResult:
     log(f"sft: {type(model.get_base_model()).__name__} from {base}, {cfg.peft.method} on {targets}, {trainable:,} trainable parameters, {weights_note(quant, precision)}")
 
     out = Path(cfg.train.output)
+    final_out, out = out, out.with_name(out.name + PARTIAL_SUFFIX)  # renamed to train.output when finished
+    if out.exists():
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoints"
     has_eval = val_ds is not None and len(val_ds) > 0
@@ -212,11 +209,12 @@ def _run_sft(cfg, log, fold, resume) -> SFTResult:
         logging_steps=max(1, cfg.train.logging_steps),
         dataloader_num_workers=0,
     )
-    callbacks = []
+    context = guard_context(cfg, precision, out)
+    callbacks = [nonfinite_guard(context)]
     if has_eval and cfg.train.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trainer = Trainer(
+    trainer = guarded_trainer(Trainer)(
         model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_eval else None,
         data_collator=SFTCollator(pad_id), processing_class=tokenizer, callbacks=callbacks,
     )
@@ -231,6 +229,7 @@ def _run_sft(cfg, log, fold, resume) -> SFTResult:
         kit_log.phase = "final evaluation"
         log(f"[final] {'best' if trainer.state.best_model_checkpoint else 'last'} checkpoint on {len(val_ds):,} validation rows -> metrics")
         ev = trainer.evaluate()
+        check_final({"eval_loss": ev["eval_loss"]}, trainer.state.global_step, context)
         metrics["eval_loss"] = float(ev["eval_loss"])
         metrics["perplexity"] = float(math.exp(min(ev["eval_loss"], 50.0)))
         if trainer.state.best_metric is not None:
@@ -286,7 +285,8 @@ def _run_sft(cfg, log, fold, resume) -> SFTResult:
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     manifest.save(out)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    _publish(out, final_out, log)
+    out = final_out
     log(f"sft: wrote {out} (train loss {metrics['train_loss']:.4f}"
         + (f", eval loss {metrics['eval_loss']:.4f}" if "eval_loss" in metrics else "") + f", {metrics['seconds']} s)")
     best_step = None

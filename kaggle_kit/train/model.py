@@ -127,6 +127,8 @@ def attach_adapter(model, peft: dict, seed: int, quantized: bool, gradient_check
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
 
+    from kaggle_kit.runtime.precision import keep_head_fp32
+
     gc_kwargs = {"use_reentrant": False}
     if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
@@ -143,12 +145,12 @@ def attach_adapter(model, peft: dict, seed: int, quantized: bool, gradient_check
     torch.manual_seed(seed)
     pm = get_peft_model(model, cfg)
     head = head_name(model)
-    # the head copy must train in fp32 even on a half-precision base
     for name, p in pm.named_parameters():
         if "modules_to_save" in name and head in name:
             p.requires_grad_(True)
-            if p.dtype in (torch.float16, torch.bfloat16) and quantized:
-                p.data = p.data.float()
+    # the head copy trains in fp32 on every base dtype (a float16 head turns NaN after one AdamW step;
+    # in bf16 most small updates round away); LoRA/IA3 matrices are fp32 already (peft autocast)
+    keep_head_fp32(pm)
     return pm
 
 

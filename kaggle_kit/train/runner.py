@@ -259,16 +259,6 @@ def plan_run(cfg, fold: Optional[int] = None, resume: bool = False, allow_kind_f
 
 
 
-def choose_precision(name: str) -> str:
-    import torch
-
-    if name != "auto":
-        return name
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
-
-
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}"
@@ -282,8 +272,11 @@ def _make_trainer_class():
     from transformers import Trainer
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    class KitTrainer(Trainer):
-        """Trainer whose length-grouped sampler uses the precomputed lengths of EncodedDataset."""
+    from .numerics import guarded_trainer
+
+    class KitTrainer(guarded_trainer(Trainer)):
+        """Trainer whose length-grouped sampler uses the precomputed lengths of EncodedDataset, and whose
+        micro-batch losses go to the non-finite guard (train/numerics.py)."""
 
         def _get_train_sampler(self, train_dataset=None):
             ds = train_dataset if train_dataset is not None else self.train_dataset
@@ -332,6 +325,7 @@ def train_section_args(cfg) -> dict:
         train_sampling_strategy="group_by_length" if cfg.train.group_by_length else "random",
         remove_unused_columns=False,
         disable_tqdm=True,  # the kit's own lines and bars (train/loglines.py) replace the Trainer's
+        logging_nan_inf_filter=False,  # log a NaN/inf loss as it is (train/numerics.py stops the run on it)
     )
 
 
@@ -363,6 +357,7 @@ def _train(cfg, plan: Plan, resume: bool, log: Callable) -> TrainResult:
 
     from .data import PadCollator, build_examples
     from .model import attach_adapter, resolve_targets, trainable_summary, weights_note
+    from .numerics import check_final, choose_precision, guard_context, nonfinite_guard, swap_applied
 
     ds = plan.dataset
     say(f"data: {ds.path} ({ds.format}, {plan.kind}, labels {plan.labels}); "
@@ -391,7 +386,9 @@ def _train(cfg, plan: Plan, resume: bool, log: Callable) -> TrainResult:
 
         train_rows = identical_training_rows(encoder, train_rows, cfg.data.skip_identical_after_truncation, say)
     val_rows = [rows[i] for i in plan.val_idx]
-    swap = bool(cfg.train.swap_augment and plan.kind == "pairwise")
+    swap = swap_applied(cfg, plan.kind)
+    if cfg.train.swap_augment and not swap:
+        say(f"train.swap_augment ignored: A/B swapping applies to pairwise tasks, this one is {plan.kind}")
     train_ds = build_examples(train_rows, encoder, plan.labels, plan.multilabel, swap_augment=swap)
     val_ds = build_examples(val_rows, encoder, plan.labels, plan.multilabel)
     order = sorted(range(len(val_ds)), key=lambda i: val_ds.lengths[i])  # evaluate in length order
@@ -469,7 +466,8 @@ def _train(cfg, plan: Plan, resume: bool, log: Callable) -> TrainResult:
     from .loglines import final_line, install, make_callback
 
     kit_log = make_callback(say, plan.metric, len(val_sorted), val_sorted.num_tokens)
-    callbacks = []
+    context = guard_context(cfg, precision, plan.partial)
+    callbacks = [nonfinite_guard(context)]
     if cfg.train.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     callbacks += list(_EXTRA_CALLBACKS)
@@ -502,6 +500,7 @@ def _train(cfg, plan: Plan, resume: bool, log: Callable) -> TrainResult:
         logits = logits[0] if isinstance(logits, tuple) else logits
     final = M.compute_metrics(logits, [val_sorted.labels[i] for i in range(len(val_sorted))], plan.multilabel, plan.labels,
                               extra=(plan.metric,))
+    check_final(M.scalar_metrics(final), state.global_step, context, "the final evaluation (best checkpoint)")
     tokens = state.num_input_tokens_seen
     summary = {
         "fold": plan.fold, "n_folds": plan.n_folds, "metric": plan.metric, "best_step": best_step,
@@ -535,6 +534,7 @@ def _write_run_folder(cfg, plan, pm, tok, spec, targets, quant, summary, logits,
     from kaggle_kit.runtime.manifest import Manifest, config_sha256, library_versions
 
     from . import plots
+    from .numerics import swap_applied
 
     out = plan.partial
     pm.save_pretrained(str(out))
@@ -586,7 +586,7 @@ def _write_run_folder(cfg, plan, pm, tok, spec, targets, quant, summary, logits,
         peft={**dataclasses.asdict(cfg.peft), "target_modules": list(targets)},
         training={"fold": plan.fold, "n_folds": plan.n_folds, "val_fraction": cfg.data.val_fraction, "seed": cfg.train.seed,
                   "data_seed": cfg.data.seed, "group_by_prompt": cfg.data.group_by_prompt, "data": str(plan.dataset.path),
-                  "train_rows": len(plan.train_idx), "val_rows": len(plan.val_idx), "swap_augment": cfg.train.swap_augment,
+                  "train_rows": len(plan.train_idx), "val_rows": len(plan.val_idx), "swap_augment": swap_applied(cfg, plan.kind),
                   "steps": summary["global_step"], "best_step": best_step, "precision": precision,
                   "optimizer": cfg.train.optimizer, "learning_rate": cfg.train.learning_rate, "scheduler": cfg.train.scheduler,
                   "batch_size": cfg.train.batch_size, "grad_accum": cfg.train.grad_accum, "epochs": cfg.train.epochs,
