@@ -51,6 +51,15 @@ INSTALL = install_wheels(WHEELS_DIR)
 # ## Prediction and submission
 
 # %%
+OPTIONS = dict(  # [inference] in kit.toml, as rendered
+    tta={{ py.tta }},
+    budget_minutes={{ py.budget_minutes }},
+    batch_tokens={{ py.batch_tokens }},
+    max_batch_rows={{ py.max_batch_rows }},
+    devices={{ py.devices }},
+    quantization={{ py.quantization }},
+    max_unpredicted_share={{ py.max_unpredicted_share }},
+)
 {% if ensemble %}from kaggle_kit.runtime.ensemble import predict_ensemble_file
 
 RESULT = predict_ensemble_file(
@@ -62,13 +71,7 @@ RESULT = predict_ensemble_file(
     combine_method={{ ensemble.combine | json }},
     bases=BASE_DIRS,
     parts_dir=PARTS_DIR,
-    tta={{ py.tta }},
-    budget_minutes={{ py.budget_minutes }},
-    batch_tokens={{ py.batch_tokens }},
-    max_batch_rows={{ py.max_batch_rows }},
-    devices={{ py.devices }},
-    quantization={{ py.quantization }},
-    max_unpredicted_share={{ py.max_unpredicted_share }},
+    **OPTIONS,
 )
 print({k: RESULT.to_dict()[k] for k in ("unpredicted_rows", "unpredicted_share", "max_unpredicted_share")})
 if RESULT.too_many_unpredicted:
@@ -82,13 +85,7 @@ RESULT = predict_file(
     TEST_FILE,
     SUBMISSION,
     base_path=BASE_DIR,
-    tta={{ py.tta }},
-    budget_minutes={{ py.budget_minutes }},
-    batch_tokens={{ py.batch_tokens }},
-    max_batch_rows={{ py.max_batch_rows }},
-    devices={{ py.devices }},
-    quantization={{ py.quantization }},
-    max_unpredicted_share={{ py.max_unpredicted_share }},
+    **OPTIONS,
 )
 RESULT
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from .progress import quiet_known_warnings
 from .infer import SAFETY, EngineReport, degrade_steps, parse_tta, predict_rows, projected_seconds
-from .health import DEFAULT_MAX_UNPREDICTED_SHARE, unpredicted_verdict
+from .health import DEFAULT_MAX_UNPREDICTED_SHARE, UnpredictedShare
 from .manifest import MANIFEST_NAME, CompatibilityError
 
 COMBINE_METHODS = ("mean", "logit_mean")
@@ -504,7 +504,7 @@ def pick_base(name: str, folder, manifest, base_path=None, bases: Sequence = ())
 
 
 @dataclass
-class EnsembleResult:
+class EnsembleResult(UnpredictedShare):
     out_path: Path
     rows: int
     seconds: float
@@ -523,14 +523,6 @@ class EnsembleResult:
     @property
     def unpredicted_rows(self) -> int:
         return len(self.unpredicted_ids)
-
-    @property
-    def unpredicted_share(self) -> float:
-        return unpredicted_verdict(self.unpredicted_rows, self.rows, self.max_unpredicted_share)[1]
-
-    @property
-    def too_many_unpredicted(self) -> bool:
-        return unpredicted_verdict(self.unpredicted_rows, self.rows, self.max_unpredicted_share)[0]
 
     def to_dict(self) -> dict:
         return {"out_path": str(self.out_path), "rows": self.rows, "seconds": round(self.seconds, 3), "style": self.style,

@@ -49,6 +49,19 @@ def unpredicted_verdict(unpredicted: int, rows: int, max_share: Optional[float])
     return share > limit, share
 
 
+class UnpredictedShare:
+    """Mixin for a prediction result with ``rows``, ``unpredicted_rows`` and ``max_unpredicted_share``:
+    the share of rows that got the fill instead of a prediction, and whether it is too many."""
+
+    @property
+    def unpredicted_share(self) -> float:
+        return unpredicted_verdict(self.unpredicted_rows, self.rows, self.max_unpredicted_share)[1]
+
+    @property
+    def too_many_unpredicted(self) -> bool:
+        return unpredicted_verdict(self.unpredicted_rows, self.rows, self.max_unpredicted_share)[0]
+
+
 def is_oom(exc: BaseException) -> bool:
     import torch
 

@@ -33,7 +33,7 @@ from .attention import FAST_ATTENTION, FAST_ATTENTION_TYPES, eager_inplace_atten
 from .batching import TokenTable, choose_rows, order_batches, plan_batches
 from .budget import (CALIBRATION_BATCHES, LENGTH_STEPS, MIN_LENGTH, SAFETY, _padded_cost, _plan_fit,  # noqa: F401 (re-exported)
                      degrade_steps, projected_seconds)
-from .health import DEFAULT_MAX_UNPREDICTED_SHARE, computes_in_half, fill_value, finite_rows, fp32_mode, is_oom, unpredicted_verdict
+from .health import DEFAULT_MAX_UNPREDICTED_SHARE, computes_in_half, fill_value, finite_rows, fp32_mode, is_oom, UnpredictedShare
 from .merging import merge_adapter  # noqa: F401 (re-exported: `kit merge`)
 from .progress import quiet_known_warnings
 from .workers import _Clock, forward_probs, model_device, parse_devices, run_batches  # noqa: F401 (re-exported)
@@ -437,7 +437,7 @@ def _replace_rows(table: TokenTable, positions, new_ids: list) -> TokenTable:
 
 
 @dataclass
-class PredictionResult:
+class PredictionResult(UnpredictedShare):
     """What :func:`predict_file` did. Row lists hold test ids; see :class:`EngineReport` for their meaning.
 
     ``predicted_rows`` rows got a real prediction; ``fallback_rows`` (deadline) + ``filled_rows``
@@ -480,14 +480,6 @@ class PredictionResult:
     @property
     def unpredicted_rows(self) -> int:
         return self.fallback_rows + len(self.filled_rows)
-
-    @property
-    def unpredicted_share(self) -> float:
-        return unpredicted_verdict(self.unpredicted_rows, self.rows, self.max_unpredicted_share)[1]
-
-    @property
-    def too_many_unpredicted(self) -> bool:
-        return unpredicted_verdict(self.unpredicted_rows, self.rows, self.max_unpredicted_share)[0]
 
     def to_dict(self) -> dict:
         rps = self.rows_per_second
