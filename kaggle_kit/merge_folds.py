@@ -141,7 +141,8 @@ def average_folds(parent, out_dir, *, score: bool = True, log: Callable = print,
 def _score(result: AverageResult, folds: list, manifest, base_path, log: Callable) -> None:
     """OOF scores: the fold ensemble's (the folds' oof.csv) and the averaged adapter's on the same rows."""
     from kaggle_kit.blend import read_oof, score
-    from kaggle_kit.runtime.infer import load_replicas, parse_devices, predict_rows, read_test_data
+    from kaggle_kit.runtime.infer import parse_devices, predict_rows
+    from kaggle_kit.runtime.testfile import load_replicas, read_test_data
 
     oof = read_oof(folds[0].parent)
     metric = manifest.task.get("metric") or "log_loss"

@@ -94,7 +94,9 @@ def test_crash_after_member_one_then_rerun_skips_it(untrained_adapter, second_ad
     import kaggle_kit.runtime.infer as infer
     from kaggle_kit.runtime.ensemble import predict_ensemble_file
 
-    real, loads = infer.load_replicas, []
+    from kaggle_kit.runtime import testfile
+
+    real, loads = testfile.load_replicas, []
 
     def crashing(adapter_dir, *a, **k):
         loads.append(Path(adapter_dir).name)
@@ -102,13 +104,13 @@ def test_crash_after_member_one_then_rerun_skips_it(untrained_adapter, second_ad
             raise RuntimeError("simulated crash while loading member 2")
         return real(adapter_dir, *a, **k)
 
-    monkeypatch.setattr(infer, "load_replicas", crashing)
+    monkeypatch.setattr(testfile, "load_replicas", crashing)
     members, out = [untrained_adapter, second_adapter], tmp_path / "work" / "submission.csv"
     with pytest.raises(RuntimeError, match="simulated crash"):
         predict_ensemble_file(members, small_test, out, weights="0.5,0.5", log=None, progress=False)
     assert not out.exists() and (tmp_path / "work" / "parts" / "00-run.npz").is_file()
 
-    monkeypatch.setattr(infer, "load_replicas", lambda d, *a, **k: (loads.append(Path(d).name), real(d, *a, **k))[1])
+    monkeypatch.setattr(testfile, "load_replicas", lambda d, *a, **k: (loads.append(Path(d).name), real(d, *a, **k))[1])
     loads.clear()
     log: list = []
     res = predict_ensemble_file(members, small_test, out, weights="0.5,0.5", log=log.append, progress=False)

@@ -536,7 +536,7 @@ class EnsembleResult(UnpredictedShare):
 def file_members(adapters: Sequence, weights, data_sha: str, *, base_path=None, bases: Sequence = (), devices=(),
                  quantization=None, tta=None, log: Optional[Callable] = None, names: Optional[Sequence[str]] = None) -> list:
     """EnsembleMembers for run folders (an --all-folds parent expands into its folds), keys and loaders included."""
-    from .infer import load_replicas
+    from .testfile import load_replicas
     from .manifest import Manifest
 
     w = parse_weights(weights, len(adapters), [str(a) for a in adapters])
@@ -570,7 +570,8 @@ def predict_ensemble_file(adapters: Sequence, data_path, out_path, *, weights=No
     with (as in infer.predict_file). A row counts as unpredicted when any combined member gave it the fill
     (deadline, non-finite logits); above ``max_unpredicted_share`` (default 1%) the result's
     ``too_many_unpredicted`` is True and an ``error:`` line is logged (the submission is still written)."""
-    from .infer import parse_devices, read_test_data, submission_style
+    from .infer import parse_devices
+    from .testfile import read_test_data, submission_style
     from .manifest import check_compatible
     from .submission import compare_with_sample, write_submission
 

@@ -36,6 +36,7 @@ from .budget import (CALIBRATION_BATCHES, LENGTH_STEPS, MIN_LENGTH, SAFETY, _pad
 from .health import DEFAULT_MAX_UNPREDICTED_SHARE, computes_in_half, fill_value, finite_rows, fp32_mode, is_oom, UnpredictedShare
 from .merging import merge_adapter  # noqa: F401 (re-exported: `kit merge`)
 from .progress import quiet_known_warnings
+from .testfile import _score_labelled, load_replicas, read_test_data, submission_style  # noqa: F401 (re-exported)
 from .workers import _Clock, forward_probs, model_device, parse_devices, run_batches  # noqa: F401 (re-exported)
 
 DEFAULT_BATCH_TOKENS = 8192
@@ -499,61 +500,6 @@ class PredictionResult(UnpredictedShare):
         }
 
 
-def read_test_data(manifest, data_path, decide: Callable, require_ids: bool = True,
-                   format_from: str = "the run's kit_manifest.json (task.format)"):
-    """The test file read as the manifest records it (format, id column, text/label columns; formats.Dataset);
-    repairs go to ``decide``.
-
-    Raises DataError when the file's columns say another competition format than the manifest's
-    (``format_from`` names where that format came from), when the file lacks the run's id column (``require_ids``: a submission needs the
-    test file's own ids) or an id appears more than once (one row per unique id).
-    """
-    from .formats import read_dataset
-    from .problems import DataError
-
-    ds = read_dataset(data_path, manifest.task.get("format") or "auto", format_from=format_from, **_read_kwargs(manifest))
-    if require_ids and not ds.has_id_column:
-        raise DataError(f"{data_path}: no id column {ds.id_column!r} (the run's data.id_column); columns: {ds.columns[:12]}. "
-                        f"A submission needs the test file's own ids: predict the competition's test file")
-    if ds.problems:
-        shown = "; ".join(f"{p.id}: {p.reason}" for p in ds.problems[:3])
-        decide(f"{len(ds.problems)} repaired problem(s) in {data_path} (rows still predicted): {shown}" + (" …" if len(ds.problems) > 3 else ""))
-    ids = ds.ids
-    if len(set(ids)) != len(ids):
-        seen, dup = set(), []
-        for i in ids:
-            if i in seen:
-                dup.append(i)
-            seen.add(i)
-        raise DataError(f"{data_path}: id(s) appear more than once: {dup[:5]}; a submission needs one row per unique id")
-    return ds
-
-
-def submission_style(ds, manifest, data_path=None, sample=None, decide: Optional[Callable] = None) -> tuple:
-    """(SubmissionSpec, sample path or None) for test data ``ds`` predicted by ``manifest``'s model:
-    the shape saved at training, re-decided by the competition's sample when one is given or lies
-    beside ``data_path`` (runtime.submission.resolve_submission); the choice goes to ``decide``."""
-    from .submission import resolve_submission
-
-    spec, sample_path, note = resolve_submission(manifest.task, manifest.labels, ds.format, data_path, sample)
-    if note and decide is not None:
-        decide(note)
-    return spec, sample_path
-
-
-def load_replicas(adapter_dir, devices: list, *, base_path=None, quantization=None, log: Optional[Callable] = None) -> tuple:
-    """([(model, device)], tokenizer): one replica per distinct device; repeated CPU workers share it."""
-    from .modeling import load_for_inference
-
-    replicas, loaded, tokenizer = [], {}, None
-    for d in devices:
-        if d not in loaded:
-            model, tokenizer, _ = load_for_inference(adapter_dir, base_path=base_path, quantization=quantization, device=d, log=log if not loaded else None)
-            loaded[d] = model
-        replicas.append((loaded[d], d))
-    return replicas, tokenizer
-
-
 @quiet_known_warnings()  # the listed harmless library warnings only, only during the call
 def predict_file(
     adapter_dir,
@@ -646,43 +592,3 @@ def predict_file(
                f"and got the fill (more than max_unpredicted_share = {result.to_dict()['max_unpredicted_share']:.1%}); "
                f"the submission {out_path} was written but is not trustworthy — see the lines above for the cause")
     return result
-
-
-def _read_kwargs(manifest) -> dict:
-    """read_dataset arguments recorded in the manifest: the id column and, for classification,
-    the text columns (or the template's fields), labels and label columns."""
-    task = manifest.task
-    kwargs = {"id_column": task.get("id_column") or "id"}
-    if (task.get("format") or "auto") == "classification":
-        from .templates import template_fields
-
-        fields = template_fields((manifest.prompt or {}).get("text_template", ""))
-        kwargs.update(label_names=manifest.labels, text_columns=tuple(fields or task.get("text_columns", ()) or ()),
-                      label_columns=tuple(task.get("label_columns", ()) or ()), label_join=task.get("label_join", ""),
-                      multilabel=manifest.kind == "multilabel")
-    return kwargs
-
-
-def _score_labelled(ds, probs, manifest, out_path, log) -> dict:
-    """The task's metrics on a labelled file: logged, and written to ``<out>.metrics.json``."""
-    import json
-
-    from .metrics import metrics_from_probs, scalar_metrics
-
-    multilabel = manifest.kind == "multilabel"
-    k = len(manifest.labels)
-    if multilabel:
-        labels = np.zeros((len(ds.rows), k), dtype=np.int64)
-        for n, r in enumerate(ds.rows):
-            labels[n, list(r.label)] = 1
-    else:
-        labels = np.asarray([r.label for r in ds.rows], dtype=np.int64)
-    metric = manifest.task.get("metric") or "log_loss"
-    full = metrics_from_probs(probs, labels, multilabel, manifest.labels, extra=(metric,))
-    flat = scalar_metrics(full)
-    path = Path(out_path).with_suffix(".metrics.json")
-    path.write_text(json.dumps({"metric": metric, "value": flat.get(metric), "rows": len(ds.rows), **flat,
-                                "data": str(ds.path)}, indent=2, default=float) + "\n", encoding="utf-8")
-    log(f"{ds.path} has labels: {metric} {flat.get(metric, float('nan')):.4f} ("
-        + ", ".join(f"{n} {v:.4f}" for n, v in flat.items() if n != metric) + f"); written to {path}")
-    return flat
