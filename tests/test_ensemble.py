@@ -91,7 +91,6 @@ def test_ensemble_equals_weighted_combination_and_shares_tokens(untrained_adapte
 
 
 def test_crash_after_member_one_then_rerun_skips_it(untrained_adapter, second_adapter, small_test, tmp_path, monkeypatch):
-    import kaggle_kit.runtime.infer as infer
     from kaggle_kit.runtime.ensemble import predict_ensemble_file
 
     from kaggle_kit.runtime import testfile
