@@ -12,6 +12,7 @@ import math
 import os
 import random
 import time
+from kaggle_kit.benchmarks import load_average
 
 # (median characters, lognormal sigma, cap) measured on ../shared/data/lmsys-sample/train_sample.csv
 PROMPT_MIX = (90, 1.5, 10_000)
@@ -58,11 +59,6 @@ def length_summary(rows: list) -> dict:
     return out
 
 
-def _load():
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):  # pragma: no cover
-        return None
 
 
 def load_bench_tokenizer(name: str = "tiny"):
@@ -174,7 +170,7 @@ def run_bench(rows: int = 57_000, max_length: int = 2048, truncation: str = "per
         # per CPU-second of this process: steadier than wall-clock rates on a shared machine
         "batched_rows_per_cpu_s": round(rows / max(batched_cpu, 1e-9), 1),
         "baseline_rows_per_cpu_s": round(n_base / max(single_cpu, 1e-9), 1),
-        "load_average": _load(),
+        "load_average": load_average(),
         "truncated_share": round(truncated / rows, 4),
         "longest_tokens": longest,
         "mismatched_rows": mismatched,

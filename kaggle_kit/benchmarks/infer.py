@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from kaggle_kit.runtime.progress import quiet_known_warnings
+from kaggle_kit.benchmarks import load_average
 
 BASELINE_BATCH = 8
 TARGETS = {"speedup": 2.5, "engine_padding_share": 0.02, "max_abs_prob_diff": 1e-4}
@@ -133,7 +134,7 @@ def run_bench(rows: int = 300, max_length: int = 1024, batch_tokens: int = None,
         "engine_inplace_attention": bool(inplace_attention),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "load_average": load_average(),
         "targets": TARGETS,
     }
     result["meets_targets"] = bool(
@@ -201,5 +202,5 @@ def run_ensemble_bench(members: int = 2, rows: int = 300, max_length: int = 1024
         "encode_s_per_tokenization": round(encode_s, 3), "encode_s_saved": round(shared * encode_s, 3),
         "max_abs_prob_diff": float(np.abs(eng - indep).max()), "target_max_abs_prob_diff": 1e-6,
         "torch_threads": torch.get_num_threads(),
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "load_average": load_average(),
     }

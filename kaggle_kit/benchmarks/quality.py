@@ -24,6 +24,7 @@ import os
 import time
 from pathlib import Path
 from typing import Callable, Optional
+from kaggle_kit.benchmarks import load_average
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hh-rlhf" / "harmless-base_test_part1.jsonl.gz"
 
@@ -148,7 +149,7 @@ def run_quality(data: Optional[Path] = None, output: Optional[Path] = None, *, m
                                                        "train_rows": len(train_rows), "test_rows": len(val_rows)},
         "setup": {"max_length": max_length, "steps": result.metrics["global_step"], "batch_size": batch_size,
                   "learning_rate": learning_rate, "peft": "LoRA r16 all-linear + head", "threads": torch.get_num_threads(),
-                  "cpus": os.cpu_count(), "load": _load()},
+                  "cpus": os.cpu_count(), "load": load_average()},
         "seconds": round(seconds, 1), "shorter_wins_train_accuracy": round(q, 4),
         "train_loss": result.metrics["train"]["loss"],
         "figures": figures,
@@ -156,10 +157,3 @@ def run_quality(data: Optional[Path] = None, output: Optional[Path] = None, *, m
     if tmp is not None:
         tmp.cleanup()
     return out
-
-
-def _load():
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):  # pragma: no cover
-        return None

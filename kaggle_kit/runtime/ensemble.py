@@ -32,7 +32,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .progress import quiet_known_warnings
+from .progress import quiet_known_warnings, recorder
 from .infer import SAFETY, EngineReport, degrade_steps, parse_tta, predict_rows, projected_seconds
 from .health import DEFAULT_MAX_UNPREDICTED_SHARE, UnpredictedShare
 from .manifest import MANIFEST_NAME, CompatibilityError
@@ -387,10 +387,7 @@ def run_members(members: Sequence[EnsembleMember], rows: Sequence, ids: Sequence
 
     log = log or (lambda *a, **k: None)
     decisions: list = []
-
-    def decide(msg: str) -> None:
-        decisions.append(msg)
-        log(msg)
+    decide = recorder(decisions, log)
 
     check_members(members)
     if combine_method not in COMBINE_METHODS:
@@ -578,10 +575,7 @@ def predict_ensemble_file(adapters: Sequence, data_path, out_path, *, weights=No
     t0 = time.monotonic()
     log = log or (lambda *a, **k: None)
     decisions: list = []
-
-    def decide(msg: str) -> None:
-        decisions.append(msg)
-        log(msg)
+    decide = recorder(decisions, log)
 
     if not adapters:
         raise EnsembleError("no ensemble members: pass --adapter (repeatable) or set [ensemble] members in kit.toml")

@@ -35,7 +35,7 @@ from .budget import (CALIBRATION_BATCHES, LENGTH_STEPS, MIN_LENGTH, SAFETY, _pad
                      degrade_steps, projected_seconds)
 from .health import DEFAULT_MAX_UNPREDICTED_SHARE, computes_in_half, fill_value, finite_rows, fp32_mode, is_oom, UnpredictedShare
 from .merging import merge_adapter  # noqa: F401 (re-exported: `kit merge`)
-from .progress import quiet_known_warnings
+from .progress import quiet_known_warnings, recorder
 from .testfile import _score_labelled, load_replicas, read_test_data, submission_style  # noqa: F401 (re-exported)
 from .workers import _Clock, forward_probs, model_device, parse_devices, run_batches  # noqa: F401 (re-exported)
 
@@ -210,10 +210,7 @@ def _predict_rows(model, tokenizer, manifest, rows, *, tta, batch_tokens, max_ba
     t0 = time.monotonic()
     log = log or (lambda *a, **k: None)
     rep = report if report is not None else EngineReport(decisions=[])
-
-    def decide(msg: str) -> None:
-        rep.decisions.append(msg)
-        log(msg)
+    decide = recorder(rep.decisions, log)
 
     n = len(rows)
     labels = manifest.labels
@@ -537,10 +534,7 @@ def predict_file(
     t0 = time.monotonic()
     log = log or (lambda *a, **k: None)
     decisions: list = []
-
-    def decide(msg: str) -> None:
-        decisions.append(msg)
-        log(msg)
+    decide = recorder(decisions, log)
 
     adapter_dir = Path(adapter_dir)
     manifest = Manifest.load(adapter_dir)

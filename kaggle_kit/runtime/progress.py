@@ -271,3 +271,15 @@ def _category(name: str):
                 return None
         return getattr(mod, "TqdmWarning", None)
     return None
+
+
+def recorder(decisions: list, log: Optional[Callable] = None) -> Callable:
+    """``decide(msg)`` for a run: keeps each decision (repair, fill, re-run, budget step) in ``decisions``
+    (for the result and ``--json``) and logs it."""
+
+    def decide(msg: str) -> None:
+        decisions.append(msg)
+        if log is not None:
+            log(msg)
+
+    return decide
