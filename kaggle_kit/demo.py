@@ -40,7 +40,7 @@ class DemoContext:
 
 def step_synthesize(ctx: DemoContext) -> dict:
     """Synthetic LMSYS train.csv and test.csv (keyword signal in response B)."""
-    from kaggle_kit.synth import write_synth
+    from kaggle_kit.data.synth import write_synth
 
     s = ctx.settings
     train = write_synth(s["preset"], s["train_rows"], ctx.path("data", "train.csv"), seed=s["seed"])
@@ -51,7 +51,7 @@ def step_synthesize(ctx: DemoContext) -> dict:
 
 def step_tiny_base(ctx: DemoContext) -> dict:
     """The tiny Gemma-2 classifier and its BPE tokenizer, built offline into the workdir."""
-    from kaggle_kit.tiny import build_tiny_base
+    from kaggle_kit.models.tiny import build_tiny_base
 
     from kaggle_kit.runtime.progress import quiet_known_warnings
 
@@ -65,7 +65,7 @@ def step_tiny_base(ctx: DemoContext) -> dict:
 
 def step_inspect(ctx: DemoContext) -> dict:
     """`kit data inspect` on both files in tokens of the tiny tokenizer: JSON reports and histograms."""
-    from kaggle_kit.inspect_data import inspect_file
+    from kaggle_kit.data.inspect import inspect_file
     from kaggle_kit.templating import write_json
 
     out = {}
@@ -89,7 +89,7 @@ def step_inspect(ctx: DemoContext) -> dict:
 
 def step_encode(ctx: DemoContext) -> dict:
     """Model inputs: every row formatted and truncated by the runtime Encoder, as JSONL."""
-    from kaggle_kit.prepare import write_encoded
+    from kaggle_kit.data.prepare import write_encoded
     from kaggle_kit.runtime.formats import read_dataset
     from kaggle_kit.runtime.prompting import Encoder, PromptSpec
 
@@ -152,7 +152,7 @@ def step_train(ctx: DemoContext) -> dict:
 
 def step_notebook(ctx: DemoContext) -> dict:
     """`kit render inference` + `kit run-local inference`: the Kaggle notebook, run here offline."""
-    from kaggle_kit.run_local import step_notebook as run_notebook_step
+    from kaggle_kit.notebooks.run_local import step_notebook as run_notebook_step
 
     return run_notebook_step(ctx)
 

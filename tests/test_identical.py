@@ -38,7 +38,7 @@ def pairs(tmp_path):
 
 def _encoder(max_length=96, truncation="per_component"):
     from kaggle_kit.runtime.prompting import Encoder, PromptSpec
-    from kaggle_kit.tiny import build_tokenizer
+    from kaggle_kit.models.tiny import build_tokenizer
 
     return Encoder(build_tokenizer(), PromptSpec(max_length=max_length, truncation=truncation), "pairwise")
 
@@ -108,7 +108,7 @@ def test_c07_case_is_listed(tmp_path):
 def test_preview_every_task_kind(tmp_path, pairs):
     import csv
 
-    from kaggle_kit.synth import write_synth
+    from kaggle_kit.data.synth import write_synth
 
     def run(*args):
         r = CliRunner().invoke(main, ["data", "preview", *map(str, args), "--tokenizer", "tiny"])

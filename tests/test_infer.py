@@ -347,7 +347,7 @@ def test_test_file_of_another_format_is_refused_before_weights_load(untrained_ad
     from kaggle_kit.runtime import modeling
     from kaggle_kit.runtime.infer import predict_file
     from kaggle_kit.runtime.problems import DataError
-    from kaggle_kit.synth import write_synth
+    from kaggle_kit.data.synth import write_synth
 
     def no_weights(*a, **k):
         raise AssertionError("weights loaded before the format check")

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from kaggle_kit.cli import main
-from kaggle_kit.inspect_data import inspect_file
+from kaggle_kit.data.inspect import inspect_file
 
 REAL_COUNTS = {"winner_model_a": 16, "winner_model_b": 20, "winner_tie": 24}
 

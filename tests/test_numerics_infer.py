@@ -33,7 +33,7 @@ def short_adapter(tiny_base, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def small_test(tmp_path_factory) -> Path:
-    from kaggle_kit.synth import write_synth
+    from kaggle_kit.data.synth import write_synth
 
     return write_synth("lmsys", 12, tmp_path_factory.mktemp("numerics") / "test.csv", seed=7, test=True)
 

@@ -26,7 +26,7 @@ def cfg_for(tmp_path: Path, data: Path, out: Path, *sets: str):
 
 @pytest.fixture(scope="module")
 def small_csv(tmp_path_factory, kit_cache) -> Path:
-    from kaggle_kit.synth import write_synth
+    from kaggle_kit.data.synth import write_synth
 
     return write_synth("lmsys", 48, tmp_path_factory.mktemp("num-train") / "train.csv", seed=4)
 

@@ -15,7 +15,7 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 @functools.lru_cache(maxsize=None)
 def tiny_tokenizer():
-    from kaggle_kit.tiny import build_tokenizer
+    from kaggle_kit.models.tiny import build_tokenizer
 
     return build_tokenizer()
 

@@ -201,9 +201,9 @@ def test_credential_files_and_escaping_symlinks_are_refused(project, fake_kaggle
 
 
 def test_key_in_notebook_is_refused(project, fake_kaggle, monkeypatch):
-    import kaggle_kit.publish as publish
+    import kaggle_kit.notebooks.render as render
 
-    monkeypatch.setattr(publish, "render_if_needed", lambda *a, **k: [])  # push the hand-made folder as it is
+    monkeypatch.setattr(render, "render_if_needed", lambda *a, **k: [])  # push the hand-made folder as it is
     nb = project / "kernels" / "inference" / "inference.ipynb"
     nb.write_text(nb.read_text().replace("hello from kit", f"KEY={KEY}"))
     fake_kaggle.add_dataset(f"{USER}/kit-wheels-lmsys")

@@ -37,7 +37,7 @@ LABELS = ["winner_model_a", "winner_model_b", "winner_tie"]
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
-    from kaggle_kit.synth import write_synth
+    from kaggle_kit.data.synth import write_synth
 
     root = tmp_path_factory.mktemp("matrix-data")
     train = write_synth("lmsys", 16, root / "train.csv", seed=3)
@@ -59,7 +59,7 @@ def _read_sub(path: Path) -> dict:
 
 def _render_inference(tmp_path: Path) -> Path:
     from kaggle_kit.config import load_config
-    from kaggle_kit.render import render_kernel
+    from kaggle_kit.notebooks.render import render_kernel
 
     root = tmp_path / "project"
     root.mkdir()
@@ -78,7 +78,7 @@ def _render_inference(tmp_path: Path) -> Path:
 def test_train_predict_notebook_agree(model, quant, small_data, tmp_path, monkeypatch, kit_cache):
     from safetensors import safe_open
 
-    from kaggle_kit.run_local import run_notebook
+    from kaggle_kit.notebooks.run_local import run_notebook
 
     train, test = small_data
     monkeypatch.chdir(tmp_path)  # no kit.toml here: the quick form's defaults
@@ -123,8 +123,8 @@ def test_head_report_is_hidden_but_real(tmp_path, kit_cache):
     Both halves run in fresh processes, where transformers' logging writes to the real stderr."""
     from conftest import make_untrained_adapter
 
-    from kaggle_kit.synth import write_synth
-    from kaggle_kit.tiny import tiny_base_dir
+    from kaggle_kit.data.synth import write_synth
+    from kaggle_kit.models.tiny import tiny_base_dir
 
     tiny_base = tiny_base_dir(causal=True)  # a causal-LM checkpoint: the classifier head is not in it
     run = make_untrained_adapter(tmp_path / "run", tiny_base, max_length=64)

@@ -65,7 +65,7 @@ def _cfg(root: Path):
 def _normalize(nb: dict) -> dict:
     """Pin the volatile parts: the embedded module sources (checked byte for byte elsewhere) collapse
     into one placeholder cell, and the list of embedded modules into a placeholder."""
-    from kaggle_kit.render import WRITEFILE_PREFIX
+    from kaggle_kit.notebooks.render import WRITEFILE_PREFIX
 
     cells, embedded_seen = [], False
     for cell in nb["cells"]:
@@ -96,7 +96,7 @@ def _compare_golden(name: str, text: str):
 
 def test_golden_inference_notebook(tmp_path, monkeypatch):
     import kaggle_kit
-    from kaggle_kit.render import render_kernel
+    from kaggle_kit.notebooks.render import render_kernel
 
     monkeypatch.setattr(kaggle_kit, "__version__", "0.0.0-golden")
     root = _project(tmp_path)
@@ -109,7 +109,7 @@ def test_golden_inference_notebook(tmp_path, monkeypatch):
 
 
 def test_notebook_order_and_metadata(tmp_path):
-    from kaggle_kit.render import WRITEFILE_PREFIX, render_kernel
+    from kaggle_kit.notebooks.render import WRITEFILE_PREFIX, render_kernel
 
     root = _project(tmp_path)
     result = render_kernel(_cfg(root), "inference", root)
@@ -150,7 +150,7 @@ def test_notebook_order_and_metadata(tmp_path):
 
 
 def test_embedded_code_equals_library_source_byte_for_byte(tmp_path):
-    from kaggle_kit.render import embedded_sources, render_kernel
+    from kaggle_kit.notebooks.render import embedded_sources, render_kernel
 
     root = _project(tmp_path)
     result = render_kernel(_cfg(root), "inference", root)
@@ -165,7 +165,7 @@ def test_embedded_code_equals_library_source_byte_for_byte(tmp_path):
 
 
 def test_train_notebook_embeds_training_code_and_config(tmp_path):
-    from kaggle_kit.render import embedded_sources, render_kernel
+    from kaggle_kit.notebooks.render import embedded_sources, render_kernel
 
     text = PROJECT_TOML + '\n[kernels.train]\ntemplate = "train"\ninstances = ["gemma2-base"]\n'
     root = _project(tmp_path, text)
@@ -213,7 +213,7 @@ def test_check_catches_hand_edits_and_missing_files(tmp_path):
 
 
 def test_missing_template_variable_is_named(tmp_path):
-    from kaggle_kit.render import render_kernel
+    from kaggle_kit.notebooks.render import render_kernel
 
     text = PROJECT_TOML.replace('template = "inference"', 'template = "custom"')
     root = _project(tmp_path, text)
@@ -226,7 +226,7 @@ def test_missing_template_variable_is_named(tmp_path):
 
 
 def test_template_without_embed_cell_is_refused(tmp_path):
-    from kaggle_kit.render import render_kernel
+    from kaggle_kit.notebooks.render import render_kernel
 
     root = _project(tmp_path, PROJECT_TOML.replace('template = "inference"', 'template = "bare"'))
     (root / "notebooks_src").mkdir()
@@ -236,13 +236,13 @@ def test_template_without_embed_cell_is_refused(tmp_path):
 
 
 def test_latest_version_needs_a_number(tmp_path):
-    from kaggle_kit.render import render_kernel
+    from kaggle_kit.notebooks.render import render_kernel
 
     root = _project(tmp_path, PROJECT_TOML.replace('version = "1"', 'version = "latest"'))
     with pytest.raises(KitError, match="latest"):
         render_kernel(_cfg(root), "inference", root)
     # a version recorded by `kit push-model` resolves offline
-    from kaggle_kit.metadata import record_published
+    from kaggle_kit.publish.metadata import record_published
 
     record_published(root, "kit-demo/gemma2-lmsys-adapter/transformers/peft-lora-classifier", 3)
     result = render_kernel(_cfg(root), "inference", root)
@@ -253,7 +253,7 @@ def test_latest_version_needs_a_number(tmp_path):
 def test_repository_example_renders_offline():
     """The repo's kit.toml (CI runs `kit render --all --check` on it) needs no credentials or network."""
     from kaggle_kit.config import load_config
-    from kaggle_kit.render import build
+    from kaggle_kit.notebooks.render import build
 
     cfg = load_config(REPO / "kit.toml", required=True)
     for name in cfg.kernels:
@@ -279,7 +279,7 @@ def test_require_input_names_kaggle_path_and_key(tmp_path, monkeypatch):
 
 
 def test_kernel_without_adapter_instance_is_explained(tmp_path):
-    from kaggle_kit.render import render_kernel
+    from kaggle_kit.notebooks.render import render_kernel
 
     root = _project(tmp_path, PROJECT_TOML.replace('instances = ["gemma2-base", "peft-lora-classifier"]', 'instances = ["gemma2-base"]'))
     with pytest.raises(KitError, match=r"needs input\(s\) adapter.*kernels.inference.instances"):

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from nbformat import v4
 
 from kaggle_kit.errors import KitError
-from kaggle_kit.run_local import netns_available, run_notebook
+from kaggle_kit.notebooks.run_local import netns_available, run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 NETNS_OK, NETNS_WHY = netns_available()
@@ -111,7 +111,7 @@ print("LOOPBACK: OK")
 
 def _render_project(tmp_path: Path) -> Path:
     from kaggle_kit.config import load_config
-    from kaggle_kit.render import render_kernel
+    from kaggle_kit.notebooks.render import render_kernel
 
     root = tmp_path / "project"
     root.mkdir()
@@ -188,8 +188,8 @@ def test_rendered_notebook_predicts_offline_on_cpu(tmp_path, untrained_adapter, 
 def test_training_notebook_trains_offline(tmp_path):
     """The train template: embedded kaggle_kit.train + config, run_training on the tiny model, offline."""
     from kaggle_kit.config import load_config
-    from kaggle_kit.render import render_kernel
-    from kaggle_kit.synth import write_synth
+    from kaggle_kit.notebooks.render import render_kernel
+    from kaggle_kit.data.synth import write_synth
 
     root = tmp_path / "project"
     root.mkdir()

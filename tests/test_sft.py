@@ -63,7 +63,7 @@ def build_test_base(out: Path) -> Path:
     import torch
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
-    from kaggle_kit.tiny import TINY_CONFIG, build_tokenizer
+    from kaggle_kit.models.tiny import TINY_CONFIG, build_tokenizer
 
     tok = build_tokenizer()
     torch.manual_seed(0)
@@ -424,8 +424,8 @@ def _has_version_check() -> bool:
 def test_generation_notebook_renders_and_runs_offline(sft_run, sft_data, tmp_path):
     pytest.importorskip("nbclient")
     from kaggle_kit.config import load_config
-    from kaggle_kit.render import render_kernel
-    from kaggle_kit.run_local import run_notebook
+    from kaggle_kit.notebooks.render import render_kernel
+    from kaggle_kit.notebooks.run_local import run_notebook
 
     result, _ = sft_run
     root = tmp_path / "project"

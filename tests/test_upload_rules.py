@@ -10,8 +10,8 @@ import json
 import pytest
 
 from fake_kaggle import KEY, USER, fake_kaggle, kaggle_env, project, run_kit  # noqa: F401
-from kaggle_kit import uploads as up
-from kaggle_kit import validate as vd
+from kaggle_kit.publish import uploads as up
+from kaggle_kit.publish import validate as vd
 from kaggle_kit.config import load_config
 
 ADAPTER = "peft-lora-classifier"

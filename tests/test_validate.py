@@ -6,14 +6,14 @@ import json
 import pytest
 
 from fake_kaggle import COMPETITION, USER, fake_kaggle, kaggle_env, project, run_kit  # noqa: F401
-from kaggle_kit import metadata as md
-from kaggle_kit import validate as vd
+from kaggle_kit.publish import metadata as md
+from kaggle_kit.publish import validate as vd
 from kaggle_kit.config import load_config
 
 
 def _problems(project, *sets):
     cfg = load_config(project / "kit.toml", list(sets))
-    return md.validate_project(cfg, project)
+    return vd.validate_project(cfg, project)
 
 
 def test_clean_project_has_no_problems(project):

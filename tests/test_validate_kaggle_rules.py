@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fake_kaggle import KEY, USER, fake_kaggle, kaggle_env, project, run_kit  # noqa: F401
-from kaggle_kit import validate as vd
+from kaggle_kit.publish import validate as vd
 from kaggle_kit.config import load_config
 
 PY_SPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -163,9 +163,9 @@ def test_kit_validate_exit_status_and_json(tmp_path, outside):
 
 
 def test_project_kernels_use_the_override_and_the_rendered_notebook(project, monkeypatch):
-    import kaggle_kit.publish as publish
+    import kaggle_kit.notebooks.render as render
 
-    monkeypatch.setattr(publish, "render_if_needed", lambda *a, **k: [])  # push the hand-edited folder as it is
+    monkeypatch.setattr(render, "render_if_needed", lambda *a, **k: [])  # push the hand-edited folder as it is
     cfg = load_config(project / "kit.toml", ["kernels.inference.accelerator=NvidiaB300"])
     assert any("NvidiaB300" in p for p in vd.validate_project(cfg, project))
     cfg = load_config(project / "kit.toml", ["kernels.inference.accelerator=NvidiaB300", 'kaggle.extra_machine_shapes=["NvidiaB300"]'])

@@ -22,10 +22,10 @@ RESPONSE_MIX = (800, 1.1, 17_000)
 def lmsys_like_rows(n: int, seed: int = 0) -> list:
     """``n`` :class:`Row` objects with the real LMSYS length mix (fast: slices of one corpus)."""
     from kaggle_kit.runtime.formats import Row
-    from kaggle_kit.synth import _text
+    from kaggle_kit.models.words import paragraph
 
     rng = random.Random(seed)
-    corpus = _text(rng, 60_000)
+    corpus = paragraph(rng, 60_000)
     corpus = corpus + " " + corpus  # slices never run off the end
     half = len(corpus) // 2
 
@@ -64,11 +64,11 @@ def length_summary(rows: list) -> dict:
 def load_bench_tokenizer(name: str = "tiny"):
     """'tiny' (the kit's byte-level BPE, 4k vocab), 'minilm' (MiniLM's WordPiece), 'smollm2' or a folder."""
     if name == "tiny":
-        from kaggle_kit.tiny import build_tokenizer
+        from kaggle_kit.models.tiny import build_tokenizer
 
         return build_tokenizer()
     if name in ("minilm", "smollm2"):
-        from kaggle_kit.models import named_model_dir
+        from kaggle_kit.models.named import named_model_dir
 
         name = named_model_dir(name)
     from kaggle_kit.runtime.modeling import load_tokenizer

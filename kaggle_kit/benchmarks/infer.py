@@ -67,7 +67,7 @@ def run_bench(rows: int = 300, max_length: int = 1024, batch_tokens: int = None,
     from kaggle_kit.runtime.infer import EngineReport, predict_rows
     from kaggle_kit.runtime.modeling import load_base, load_tokenizer
     from kaggle_kit.runtime.prompting import Encoder, PromptSpec
-    from kaggle_kit.tiny import tiny_base_dir
+    from kaggle_kit.models.tiny import tiny_base_dir
 
     log = log or (lambda *a: None)
     if threads:
@@ -157,7 +157,7 @@ def run_ensemble_bench(members: int = 2, rows: int = 300, max_length: int = 1024
     from kaggle_kit.runtime.infer import predict_rows
     from kaggle_kit.runtime.modeling import load_base, load_tokenizer
     from kaggle_kit.runtime.prompting import Encoder, PromptSpec
-    from kaggle_kit.tiny import tiny_base_dir
+    from kaggle_kit.models.tiny import tiny_base_dir
 
     log = log or (lambda *a: None)
     if threads:

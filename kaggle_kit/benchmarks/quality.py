@@ -131,7 +131,7 @@ def run_quality(data: Optional[Path] = None, output: Optional[Path] = None, *, m
         runner._EVAL_HOOKS.remove(hook)
         runner._EXTRA_ARGS.pop("eval_on_start", None)
     seconds = time.perf_counter() - t0
-    from kaggle_kit.train.metrics import softmax
+    from kaggle_kit.runtime.metrics import softmax
 
     (u_logits, u_labels), (t_logits, t_labels) = evals[0], evals[-1]
     labels = np.asarray([r.label for r in val_rows], dtype=np.int64)

@@ -60,11 +60,11 @@ def run_bench(model: str = "tiny", rows: int = 96, max_length: int = 1024, batch
     from kaggle_kit.runtime.formats import read_dataset
     from kaggle_kit.runtime.modeling import load_base, load_tokenizer
     from kaggle_kit.runtime.prompting import Encoder, PromptSpec
-    from kaggle_kit.synth import write_synth
+    from kaggle_kit.data.synth import write_synth
     from kaggle_kit.train.data import PadCollator, build_examples
     from kaggle_kit.train.model import resolve_targets
 
-    from kaggle_kit.models import is_named, named_model_dir
+    from kaggle_kit.models.named import is_named, named_model_dir
 
     if is_named(model):
         base = named_model_dir(model, num_labels=3)

@@ -47,9 +47,9 @@ def inspect(file, fmt, tokenizer, max_length, plot, as_json, config_path, overri
       kit data inspect test.csv --json
       kit data inspect corpus.csv --format classification --set data.text_columns='["title","body"]'
     """
-    from kaggle_kit.inspect_data import format_report, inspect_file
+    from kaggle_kit.data.inspect import format_report, inspect_file
 
-    from kaggle_kit.dataspec import read_kwargs
+    from kaggle_kit.data.spec import read_kwargs
 
     cfg = load(config_path, overrides, required=config_path is not None)
     kw = read_kwargs(cfg)
@@ -97,7 +97,7 @@ def synth(preset, rows, seed, out, test):
       kit data synth --preset rules --rows 100 --seed 1 --out data/test.csv --test   # + data/sample_submission.csv
     """
     from kaggle_kit.errors import KitError
-    from kaggle_kit.synth import write_synth
+    from kaggle_kit.data.synth import write_synth
 
     if out.endswith(".parquet") and preset != "wsdm":
         raise KitError(f"{preset} data is CSV; use --out FILE.csv (parquet is the WSDM format)")
@@ -128,8 +128,8 @@ def prepare(file, tokenizer, out, fmt, max_length, truncation, as_json, config_p
       kit data prepare train.csv --tokenizer tiny --out encoded/train.jsonl
       kit data prepare train.csv --tokenizer models/gemma-2-9b-it --max-length 2048 --out train.parquet
     """
-    from kaggle_kit.dataspec import read_kwargs
-    from kaggle_kit.prepare import prepare_file
+    from kaggle_kit.data.spec import read_kwargs
+    from kaggle_kit.data.prepare import prepare_file
 
     cfg = load(config_path, overrides, required=config_path is not None)
     summary = prepare_file(
@@ -175,8 +175,8 @@ def preview(file, n_rows, tokenizer, fmt, max_length, truncation, as_json, confi
       kit data preview data/train.csv --set prompt.max_length=128 --truncation head_tail
       kit init --preset misconceptions && kit data preview data/train.csv --tokenizer tiny
     """
-    from kaggle_kit.dataspec import read_kwargs
-    from kaggle_kit.prepare import preview_file
+    from kaggle_kit.data.spec import read_kwargs
+    from kaggle_kit.data.prepare import preview_file
 
     cfg = load(config_path, overrides, required=config_path is not None)
     rows = preview_file(file, tokenizer, cfg, n_rows=n_rows, format=fmt, max_length=max_length, truncation=truncation,

@@ -1,4 +1,4 @@
-"""`kit blend`: thin wrapper over kaggle_kit.blend."""
+"""`kit blend`: thin wrapper over kaggle_kit.ensemble.blend."""
 from __future__ import annotations
 
 import click
@@ -33,7 +33,7 @@ def blend(sources, metric, combine_method, write_config, out, as_json):
     import json
     from pathlib import Path
 
-    from kaggle_kit.blend import blend as fit, ensemble_table, write_ensemble_table
+    from kaggle_kit.ensemble.blend import blend as fit, ensemble_table, write_ensemble_table
 
     result = fit(list(sources), metric=metric, combine_method=combine_method)
     if out:

@@ -37,7 +37,7 @@ def generate(adapter, data_path, out_path, max_new_tokens, batch_size, limit, ba
     from kaggle_kit.errors import KitError
     from kaggle_kit.runtime.generation import generate_file
 
-    from kaggle_kit.models import named_base_for
+    from kaggle_kit.models.named import named_base_for
 
     def log(line: str) -> None:  # stderr; with --json only the warnings (stdout stays pure JSON)
         if not as_json or line.startswith("warning"):

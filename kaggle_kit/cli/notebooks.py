@@ -1,4 +1,4 @@
-"""`kit render` and `kit run-local`: thin wrappers over kaggle_kit.render and kaggle_kit.run_local."""
+"""`kit render` and `kit run-local`: thin wrappers over kaggle_kit.notebooks.render and kaggle_kit.notebooks.run_local."""
 from __future__ import annotations
 
 import sys
@@ -32,7 +32,7 @@ def render(name, all_, check, as_json, config_path, overrides):
       kit render --all --check      # CI: fail when kernels/ is stale or hand-edited
     """
     from kaggle_kit.errors import KitError
-    from kaggle_kit.render import render_all, render_kernel
+    from kaggle_kit.notebooks.render import render_all, render_kernel
 
     if bool(name) == bool(all_):
         raise KitError("name one kernel (e.g. `kit render inference`) or pass --all")
@@ -93,7 +93,7 @@ def run_local(name, inputs, out_dir, network, timeout, keep_root, as_json):
     Example:
       kit run-local inference --inputs competition=data/ --inputs adapter=runs/tiny --out out/
     """
-    from kaggle_kit.run_local import run_notebook
+    from kaggle_kit.notebooks.run_local import run_notebook
 
     path = Path(name)
     if path.suffix != ".ipynb":

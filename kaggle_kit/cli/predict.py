@@ -74,7 +74,7 @@ def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, t
     full = load(config_path, overrides)
     cfg = full.inference
     log = (lambda m: click.echo(m, err=True))
-    from kaggle_kit.models import named_base_for
+    from kaggle_kit.models.named import named_base_for
 
     members, weights = _members(adapter, weights, full.ensemble)
     if len(members) > 1 or _is_parent(members[0]):
@@ -152,7 +152,7 @@ def _named_bases(members, log) -> list:
     then takes the candidate its manifest accepts (runtime.ensemble.pick_base)."""
     from pathlib import Path
 
-    from kaggle_kit.models import named_base_for
+    from kaggle_kit.models.named import named_base_for
     from kaggle_kit.runtime.manifest import Manifest
 
     folders = [f for m in members for f in ([m] if (Path(m) / "kit_manifest.json").is_file() else sorted(Path(m).glob("fold-*")))]
@@ -221,7 +221,7 @@ def merge(adapter, average_folds, out, base, dtype, no_score, as_json):
         raise KitError("pass either --adapter RUN (merge into the base) or --average-folds PARENT (average fold adapters)")
     log = lambda m: click.echo(m, err=True)  # noqa: E731
     if average_folds:
-        from kaggle_kit.merge_folds import average_folds as average
+        from kaggle_kit.ensemble.merge_folds import average_folds as average
 
         result = average(average_folds, out, score=not no_score, log=log, base_path=base)
         if as_json:

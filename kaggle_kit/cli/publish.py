@@ -1,5 +1,5 @@
 """`kit validate`, `kit push-dataset`, `kit push-model`, `kit push-kernel`, `kit status`,
-`kit output`, `kit fetch-base`: thin wrappers over `kaggle_kit.publish` (which imports the kaggle
+`kit output`, `kit fetch-base`: thin wrappers over `kaggle_kit.publish.push` (which imports the kaggle
 client only when a command talks to Kaggle; none of these import torch)."""
 from __future__ import annotations
 
@@ -63,12 +63,12 @@ def validate(config_path, overrides, folders, as_json):
     """
     from pathlib import Path
 
-    from kaggle_kit.validate import Report, validate_report
+    from kaggle_kit.publish.validate import Report, validate_report
 
     cfg = load(config_path, overrides, required=config_path is not None)
     if folders and getattr(cfg, "_source", None) is None:
-        from kaggle_kit.credentials import configured_secrets
-        from kaggle_kit.validate import check_folder
+        from kaggle_kit.publish.credentials import configured_secrets
+        from kaggle_kit.publish.validate import check_folder
 
         report, secrets = Report(), configured_secrets()
         for folder in folders:
@@ -109,7 +109,7 @@ def push_dataset(config_path, overrides, folder, version_notes, dry_run, as_json
       kit push-dataset --dry-run
       kit push-dataset wheels -m "add sentencepiece"
     """
-    from kaggle_kit.publish import push_dataset as _push
+    from kaggle_kit.publish.push import push_dataset as _push
 
     cfg = load(config_path, overrides)
     _show(_push(cfg, folder, ".", version_notes=version_notes, dry_run=dry_run), as_json)
@@ -132,7 +132,7 @@ def push_model(config_path, overrides, instance, version_notes, dry_run, as_json
       kit push-model --instance peft-lora-classifier --dry-run
       kit push-model --instance peft-lora-classifier -m "fold 0, 2 epochs"
     """
-    from kaggle_kit.publish import push_model as _push
+    from kaggle_kit.publish.push import push_model as _push
 
     cfg = load(config_path, overrides)
     _show(_push(cfg, instance, ".", version_notes=version_notes, dry_run=dry_run), as_json)
@@ -157,10 +157,12 @@ def push_kernel(config_path, overrides, name, accelerator, no_run, dry_run, as_j
       kit push-kernel inference --dry-run
       kit push-kernel inference --accelerator NvidiaTeslaT4
     """
-    from kaggle_kit.publish import push_kernel as _push
+    from kaggle_kit.notebooks import render
+    from kaggle_kit.publish.push import push_kernel as _push
 
     cfg = load(config_path, overrides)
-    _show(_push(cfg, name, ".", accelerator=accelerator, dry_run=dry_run, no_run=no_run), as_json)
+    result = _push(cfg, name, ".", accelerator=accelerator, dry_run=dry_run, no_run=no_run, render=render.render_if_needed)
+    _show(result, as_json)
 
 
 @click.command()
@@ -175,7 +177,7 @@ def status(config_path, overrides, name, as_json):
     Example:
       kit status inference
     """
-    from kaggle_kit.publish import kernel_status
+    from kaggle_kit.publish.push import kernel_status
 
     cfg = load(config_path, overrides)
     info = kernel_status(cfg, name, api=_lazy_api())
@@ -199,7 +201,7 @@ def output(config_path, overrides, name, out, as_json):
     Example:
       kit output inference --out outputs/inference
     """
-    from kaggle_kit.publish import kernel_output
+    from kaggle_kit.publish.push import kernel_output
 
     cfg = load(config_path, overrides)
     info = kernel_output(cfg, name, out=out, root=".", api=_lazy_api())
@@ -227,7 +229,7 @@ def fetch_base(config_path, overrides, instance, revision, as_json):
     Example:
       kit fetch-base --instance gemma2-base --set model.path=models/gemma2-base
     """
-    from kaggle_kit.publish import fetch_base as _fetch
+    from kaggle_kit.publish.push import fetch_base as _fetch
 
     cfg = load(config_path, overrides)
     info = _fetch(cfg, instance, ".", revision=revision)
@@ -238,6 +240,6 @@ def fetch_base(config_path, overrides, instance, revision, as_json):
 
 
 def _lazy_api():
-    from kaggle_kit.publish import open_api
+    from kaggle_kit.publish.push import open_api
 
     return open_api(warn=_warn)

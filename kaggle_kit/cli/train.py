@@ -126,7 +126,7 @@ def train(config_path, overrides, fold, all_folds, output, resume, model, data, 
         return
     if as_json:
         from kaggle_kit.cli.options import echo_json
-        from kaggle_kit.train.metrics import scalar_metrics
+        from kaggle_kit.runtime.metrics import scalar_metrics
 
         echo_json([{"output": str(r.output_dir), "fold": r.fold, "best_step": r.best_step,
                     **scalar_metrics(r.metrics["final"])} for r in results])

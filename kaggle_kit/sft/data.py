@@ -68,13 +68,13 @@ class SFTCollator:
 
 
 def split_rows(rows: list, *, folds: int, fold: int, val_fraction: float, group_by_prompt: bool, seed: int) -> tuple:
-    """(train rows, validation rows) through `kaggle_kit.splits` (the classifier path's splitter).
+    """(train rows, validation rows) through `kaggle_kit.train.splits` (the classifier path's splitter).
 
     With ``group_by_prompt``, rows sharing an instruction (self-instruct ``instances``) stay on one
     side. ``val_fraction`` > 0 gives a plain split; else fold ``fold`` of ``folds`` is held out.
     """
     from kaggle_kit.errors import KitError
-    from kaggle_kit.splits import fold_indices, split_indices
+    from kaggle_kit.train.splits import fold_indices, split_indices
 
     if len(rows) < 2:
         return list(rows), []

@@ -42,7 +42,7 @@ def resolve_base(cfg) -> Path | str:
         if not path.exists():
             raise KitError(f"model.path = {cfg.model.path!r} does not exist; point it at a downloaded base model folder")
         return path
-    from kaggle_kit.models import is_named, named_model_dir
+    from kaggle_kit.models.named import is_named, named_model_dir
 
     if is_named(cfg.model.name):
         return named_model_dir(cfg.model.name, causal=True)

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 from kaggle_kit.errors import KitError
 
-from . import metrics as M
+from kaggle_kit.runtime import metrics as M
 
 PARTIAL_SUFFIX = ".partial"
 CHECKPOINTS = "checkpoints"
@@ -83,8 +83,7 @@ def _world() -> int:
 
 
 def _splits():
-    from kaggle_kit import splits
-
+    from kaggle_kit.train import splits
     return splits.fold_indices, splits.split_indices
 
 
@@ -93,7 +92,7 @@ def resolve_base(cfg, num_labels: int, log: Optional[Callable] = None) -> tuple:
     name = cfg.model.name
     if cfg.model.path:
         return Path(cfg.model.path).expanduser(), name or cfg.model.path
-    from kaggle_kit.models import is_named, named_model_dir
+    from kaggle_kit.models.named import is_named, named_model_dir
 
     if is_named(name):
         return named_model_dir(name, num_labels=num_labels, log=log), name
@@ -145,7 +144,7 @@ def check_base(base, num_labels: int, where: str = "model.path", max_length: int
 def _group_keys(rows, by_prompt: bool):
     if not by_prompt:
         return None
-    from kaggle_kit.splits import prompt_groups
+    from kaggle_kit.train.splits import prompt_groups
 
     return prompt_groups(rows)
 
@@ -181,7 +180,7 @@ def plan_run(cfg, fold: Optional[int] = None, resume: bool = False, allow_kind_f
     kind_cfg = cfg.task.kind
     if kind_cfg == "sft":
         raise KitError("task.kind = 'sft' trains a causal LM: call kaggle_kit.sft.run_sft (kit train does so itself)")
-    from kaggle_kit.dataspec import read_kwargs
+    from kaggle_kit.data.spec import read_kwargs
 
     ds = read_dataset(cfg.data.train, cfg.data.format, **read_kwargs(cfg, label_names=list(cfg.task.labels) or None, require_labels=True))
     if ds.kind == "instructions":
@@ -375,7 +374,7 @@ def _train(cfg, plan: Plan, resume: bool, log: Callable) -> TrainResult:
 
     # tokenizer and examples (the inference encoder)
     tok = load_tokenizer(plan.base_path)
-    from kaggle_kit.dataspec import prompt_spec
+    from kaggle_kit.data.spec import prompt_spec
 
     spec = prompt_spec(cfg, plan.kind)
     encoder = Encoder(tok, spec, plan.kind)
@@ -529,7 +528,7 @@ def _write_run_folder(cfg, plan, pm, tok, spec, targets, quant, summary, logits,
     import numpy as np
 
     from kaggle_kit import __version__
-    from kaggle_kit.dataspec import text_columns
+    from kaggle_kit.data.spec import text_columns
     from kaggle_kit.runtime.basecheck import architecture_keys, base_architecture
     from kaggle_kit.runtime.manifest import Manifest, config_sha256, library_versions
 

@@ -2,7 +2,7 @@
 authenticates and may print), never through the CLI or hand-written HTTP.
 
 Each push:
-1. builds the metadata from kit.toml (`kaggle_kit.metadata`) and checks it (`kaggle_kit.validate`),
+1. builds the metadata from kit.toml (`kaggle_kit.publish.metadata`) and checks it (`kaggle_kit.publish.validate`),
    reporting every problem at once, before any network call;
 2. stages a fresh folder under ``<root>/.kit/stage/<kind>/<name>/`` holding only what should go
    (no checkpoints, optimizer states or caches), refusing credential-looking files and symlinks
@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from kaggle_kit import metadata as md
-from kaggle_kit import model_card
-from kaggle_kit import uploads as up
-from kaggle_kit import validate as vd
+from kaggle_kit.publish import metadata as md
+from kaggle_kit.publish import model_card
+from kaggle_kit.publish import uploads as up
+from kaggle_kit.publish import validate as vd
 from kaggle_kit.config import KitConfig
-from kaggle_kit.credentials import (  # noqa: F401  (re-exported: publish.find_credentials etc.)
+from kaggle_kit.publish.credentials import (  # noqa: F401  (re-exported: publish.find_credentials etc.)
     Credentials,
     client_config_dir,
     configured_secrets,
@@ -343,23 +343,10 @@ def kaggle_resolver(api) -> md.Resolver:
 # --------------------------------------------------------------------------- kernels
 
 
-def render_if_needed(cfg: KitConfig, name: str, root: Path, resolve: Optional[md.Resolver] = None) -> list[str]:
-    """Render kernels/<name>/ through `kaggle_kit.render.render_kernel` (it rewrites only stale
-    files). Without that module, an existing rendered folder is used as it is."""
-    folder = root / "kernels" / name
-    try:
-        from kaggle_kit.render import render_kernel
-    except ImportError:
-        if (folder / "kernel-metadata.json").is_file():
-            return [f"kit render is not available here; pushing {folder} as it is"]
-        raise KitError(f"{folder} is not rendered and `kit render` is not available in this install; render the notebook first") from None
-    result = render_kernel(cfg, name, root=str(root), resolve=resolve)
-    return [f"rendered {result.folder} (it was stale)"] if getattr(result, "changed", False) else []
-
-
 def push_kernel(cfg: KitConfig, name: str, root: str | os.PathLike = ".", accelerator: Optional[str] = None,
-                dry_run: bool = False, no_run: bool = False, api=None, render: bool = True) -> PushResult:
-    """Render kernels/<name>/ if stale, rebuild its kernel-metadata.json from kit.toml (model
+                dry_run: bool = False, no_run: bool = False, api=None, render: Optional[Callable] = None) -> PushResult:
+    """Render kernels/<name>/ if stale (``render(cfg, name, root, resolve) -> notes``, given by the
+    caller: `kaggle_kit.notebooks.render.render_if_needed` sits above this package), rebuild its kernel-metadata.json from kit.toml (model
     versions 'latest' resolved from Kaggle; offline runs use .kit/published.json first), stage the
     notebook and the metadata, and push (Kaggle runs every pushed version)."""
     root = Path(root)
@@ -386,7 +373,7 @@ def push_kernel(cfg: KitConfig, name: str, root: str | os.PathLike = ".", accele
                 return online(*handle)
     else:
         resolve = online
-    notes = render_if_needed(cfg, name, root, resolve) if render else []
+    notes = render(cfg, name, root, resolve) if render else []
     folder = root / "kernels" / name
     meta_path = folder / "kernel-metadata.json"
     if not meta_path.is_file():

@@ -4,8 +4,8 @@ As lenient as the kaggle client (kaggle 2.2.4, `kaggle/api/kaggle_api_extended.p
 as Kaggle's server: what the client accepts is accepted (string booleans, with a warning to write
 real ones); what the client or the server refuses, or what the server silently changes (an unknown
 `machine_shape`, a source that names another dataset), is a problem. The rules and where each comes
-from are noted beside them here and in `kaggle_kit.kernel_checks` (kernel fields and the notebook),
-`kaggle_kit.uploads` (the one upload/credential rule) and `kaggle_kit.model_card` (adapter folders).
+from are noted beside them here and in `kaggle_kit.publish.kernel_checks` (kernel fields and the notebook),
+`kaggle_kit.publish.uploads` (the one upload/credential rule) and `kaggle_kit.publish.model_card` (adapter folders).
 
 Every function returns (or appends to) lists of problems and warnings (strings naming the
 file/field, the value and the fix); nothing raises, so `kit validate` shows all of them at once.
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-from kaggle_kit import kernel_checks as kc
-from kaggle_kit import metadata as md
-from kaggle_kit import model_card as mc
-from kaggle_kit import uploads as up
+from kaggle_kit.publish import kernel_checks as kc
+from kaggle_kit.publish import metadata as md
+from kaggle_kit.publish import model_card as mc
+from kaggle_kit.publish import uploads as up
 from kaggle_kit.errors import KitError
 
 _slug = kc.md_slug
@@ -215,7 +215,7 @@ def check_folder(folder: Path, secrets: Optional[Iterable[str]] = None, warnings
                  extra_shapes: Iterable[str] = ()) -> list[str]:
     """Every metadata file in ``folder`` plus the upload rule over what a push of it would send
     (a kernel folder sends only its code file). ``secrets``: None = the configured Kaggle keys."""
-    from kaggle_kit.credentials import configured_secrets
+    from kaggle_kit.publish.credentials import configured_secrets
 
     folder = Path(folder)
     found = [folder / n for n in CHECKS if (folder / n).is_file()]
@@ -312,7 +312,7 @@ def validate_report(cfg, root: str | os.PathLike = ".", folders: Iterable[str | 
     """Every publishing problem and warning of a project at once: the wheel dataset, each model
     instance and each kernel built from kit.toml, the folders they publish (the one upload rule,
     with the configured Kaggle key), the rendered kernels/<name>/ folders, and extra ``folders``."""
-    from kaggle_kit.credentials import configured_secrets
+    from kaggle_kit.publish.credentials import configured_secrets
 
     root = Path(root)
     report = Report()

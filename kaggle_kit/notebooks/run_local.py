@@ -158,7 +158,7 @@ def netns_available() -> tuple:
     unshare = shutil.which("unshare")
     if not unshare or not sys.platform.startswith("linux"):
         return False, "no `unshare` here (Linux util-linux)"
-    probe = "import kaggle_kit.run_local as r; r._lo_up(); import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); c=socket.create_connection(s.getsockname()); print('ok')"
+    probe = "import kaggle_kit.notebooks.run_local as r; r._lo_up(); import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); c=socket.create_connection(s.getsockname()); print('ok')"
     try:
         proc = subprocess.run([unshare, "-rn", sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -312,7 +312,7 @@ def run_notebook(
             spec["guard"] = str(guard)
         spec_path = root / "run-spec.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
-        cmd = [sys.executable, "-m", "kaggle_kit.run_local", str(spec_path)]
+        cmd = [sys.executable, "-m", "kaggle_kit.notebooks.run_local", str(spec_path)]
         if mode == "netns":
             cmd = [shutil.which("unshare"), "-rn"] + cmd
         log(f"network: {'cut off (new network namespace, loopback only)' if mode == 'netns' else 'guarded (non-loopback connections fail)'}")
@@ -476,7 +476,7 @@ def _kernel_spec(root: Path) -> str:
     return name
 
 
-if __name__ == "__main__":  # the executor child: python -m kaggle_kit.run_local SPEC.json
+if __name__ == "__main__":  # the executor child: python -m kaggle_kit.notebooks.run_local SPEC.json
     sys.exit(_execute(sys.argv[1]))
 
 
@@ -515,7 +515,7 @@ def step_notebook(ctx) -> dict:
     demo's test data, run folder and tiny base. Reads ctx.artifacts: test_csv, base_model and the
     run folder (run_dir / adapter_dir / train_output)."""
     from kaggle_kit.config import load_config
-    from kaggle_kit.render import render_kernel
+    from kaggle_kit.notebooks.render import render_kernel
 
     art = ctx.artifacts
     run_dir = next((art[k] for k in ("run_dir", "adapter_dir", "train_output", "run") if k in art), None)

@@ -118,8 +118,8 @@ def read_oof(source) -> OOF:
 
 
 def score(metric: str, probs, labels, multilabel: bool) -> float:
-    """The task metric of ``probs`` (train.metrics, the numbers `kit train` reports)."""
-    from kaggle_kit.train import metrics as M
+    """The task metric of ``probs`` (runtime.metrics, the numbers `kit train` reports)."""
+    from kaggle_kit.runtime import metrics as M
 
     if metric == "log_loss":
         return M.binary_log_loss(probs, labels) if multilabel else M.log_loss(probs, labels)
@@ -130,7 +130,7 @@ def score(metric: str, probs, labels, multilabel: bool) -> float:
 
 
 def greater_is_better(metric: str) -> bool:
-    from kaggle_kit.train.metrics import GREATER_IS_BETTER
+    from kaggle_kit.runtime.metrics import GREATER_IS_BETTER
 
     return GREATER_IS_BETTER.get(metric, metric != "log_loss")
 

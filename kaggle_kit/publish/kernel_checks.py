@@ -30,8 +30,7 @@ import warnings as pywarnings
 from pathlib import Path
 from typing import Iterable, Optional
 
-from kaggle_kit import metadata as md
-
+from kaggle_kit.publish import metadata as md
 # The client's defaults for absent keys (kaggle 2.2.4 `kernels_push`).
 BOOL_DEFAULTS = {"is_private": True, "enable_gpu": False, "enable_tpu": False, "enable_internet": True}
 
@@ -140,7 +139,7 @@ def check_sources(meta: dict, where: str, model_source_check) -> list[str]:
 
 def check_machine_shape(meta: dict, gpu: Optional[bool], tpu: Optional[bool], where: str, problems: list,
                         warnings: list, extra: Iterable[str] = ()) -> None:
-    """``machine_shape`` against Kaggle's lists (sources in `kaggle_kit.metadata`)."""
+    """``machine_shape`` against Kaggle's lists (sources in `kaggle_kit.publish.metadata`)."""
     shape = meta.get("machine_shape")
     extra = tuple(extra)
     if shape in (None, ""):

@@ -11,54 +11,17 @@ import json
 import random
 from pathlib import Path
 
-CORPUS_VERSION = "1"
+from kaggle_kit.models.words import KEYWORDS, paragraph
+
 PRESETS = ("lmsys", "wsdm", "misconceptions", "rules")
 
-WORDS = (
-    "the a of to and in is it that for you with on as are this be can or by have not from at your "
-    "model answer question data python function value list number time people example code way use "
-    "first also more some other would which make like just than then them these could into only "
-    "here there when what how why because about over after before most such well very good best "
-    "result problem system user response information language learning training history science "
-    "energy water planet city music story game health money world market design image text file"
-).split()
-# Class keywords placed in response B; distinct words the BPE tokenizer keeps whole.
-KEYWORDS = {
-    "lmsys": {"winner_model_a": "meh", "winner_model_b": "excellent", "winner_tie": "similar"},
-    "wsdm": {"model_a": "meh", "model_b": "excellent"},
-}
-# presets whose rows are a table of columns (kaggle_kit.synth_columns): their label columns
+# presets whose rows are a table of columns (kaggle_kit.data.synth_columns): their label columns
 COLUMN_PRESETS = {"misconceptions": ("Category", "Misconception"), "rules": ("rule_violation",)}
 LANGUAGES = ["English", "Russian", "Chinese", "German", "Spanish"]
 
 
-def _sentence(rng: random.Random, n: int) -> str:
-    words = [rng.choice(WORDS) for _ in range(n)]
-    return " ".join(words).capitalize() + "."
-
-
-def _text(rng: random.Random, chars: int) -> str:
-    parts, size = [], 0
-    while size < chars:
-        s = _sentence(rng, rng.randint(5, 16))
-        parts.append(s)
-        size += len(s) + 1
-        if rng.random() < 0.08:
-            parts.append("\n\n")
-    return " ".join(parts)[: max(chars, 3)]
-
-
 def _length(rng: random.Random, median: float, cap: int) -> int:
     return int(min(cap, max(3, rng.lognormvariate(0, 1.0) * median)))
-
-
-def corpus_lines(n: int = 400, seed: int = 0) -> list:
-    """Text the tiny tokenizer is trained on: chat-like sentences, markers and keywords."""
-    rng = random.Random(seed)
-    lines = [_text(rng, 300) for _ in range(n)]
-    lines += ["<prompt>: <response_a>: <response_b>: <text>: Human: Assistant:"] * 20
-    lines += [" ".join(k for ks in KEYWORDS.values() for k in ks.values())] * 50
-    return lines
 
 
 def synth_rows(preset: str, rows: int, seed: int = 0) -> list:
@@ -66,7 +29,7 @@ def synth_rows(preset: str, rows: int, seed: int = 0) -> list:
     if preset not in PRESETS:
         raise ValueError(f"unknown synth preset {preset!r}; use one of {PRESETS}")
     if preset in COLUMN_PRESETS:
-        from kaggle_kit.synth_columns import column_rows
+        from kaggle_kit.data.synth_columns import column_rows
 
         return column_rows(preset, rows, seed)
     rng = random.Random(seed)
@@ -75,9 +38,9 @@ def synth_rows(preset: str, rows: int, seed: int = 0) -> list:
     for i in range(rows):
         label = rng.randrange(len(labels))
         turns = 1 if rng.random() < 0.8 else rng.randint(2, 4)
-        prompt = [_text(rng, _length(rng, 110, 4000)) for _ in range(turns)]
-        a = [_text(rng, _length(rng, 900, 17000)) for _ in range(turns)]
-        b = [_text(rng, _length(rng, 900, 17000)) for _ in range(turns)]
+        prompt = [paragraph(rng, _length(rng, 110, 4000)) for _ in range(turns)]
+        a = [paragraph(rng, _length(rng, 900, 17000)) for _ in range(turns)]
+        b = [paragraph(rng, _length(rng, 900, 17000)) for _ in range(turns)]
         # the signal: the class keyword near the start of response B's last turn and then every
         # 12th word, so that whatever part of B survives truncation carries it (a tiny random model
         # with last-token pooling learns this in ~80 LoRA steps; a single occurrence it does not)
@@ -109,7 +72,7 @@ def write_synth(preset: str, rows: int, out, seed: int = 0, test: bool = False) 
     ``sample_submission.csv`` beside the file (the test ids, the submission's shape)."""
     out = Path(out)
     if preset in COLUMN_PRESETS:
-        from kaggle_kit.synth_columns import column_rows, write_sample
+        from kaggle_kit.data.synth_columns import column_rows, write_sample
 
         records = column_rows(preset, rows, seed)
         if test:

@@ -22,7 +22,7 @@ from typing import Optional
 from kaggle_kit.config import KitConfig
 from kaggle_kit.errors import KitError
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # kaggle_kit/
 PACKAGE = "kaggle_kit"
 EMBED_MARKER = "kit:embed"
 NOTEBOOK_KEY = "kaggle_kit"  # notebook metadata section written by kit render
@@ -262,7 +262,7 @@ def kernel_inputs(cfg: KitConfig, name: str, metadata: dict) -> dict:
         file = Path(test).name if test else "test.csv"
         inputs["competition"] = {"paths": [f"input/competitions/{comp}", f"input/{comp}"], "key": "kaggle.competition", "file": file, "file_key": "data.test"}
 
-    from kaggle_kit.metadata import instance_handle
+    from kaggle_kit.publish.metadata import instance_handle
 
     prefixes = {}
     for iname in kernel.instances:
@@ -336,7 +336,7 @@ def _config_shown(cfg: KitConfig, root: Path) -> str:
 def build(cfg: KitConfig, name: str, root=".", resolve=None) -> dict:
     """Everything `render_kernel` writes, in memory: notebook text, metadata dict, inputs, embedded files."""
     from kaggle_kit import __version__
-    from kaggle_kit.metadata import kernel_config, kernel_metadata, published_resolver
+    from kaggle_kit.publish.metadata import kernel_config, kernel_metadata, published_resolver
     from kaggle_kit.templating import render as render_template
 
     root = Path(root)
@@ -463,7 +463,7 @@ def _config_toml(cfg: KitConfig) -> str:
 def render_kernel(cfg: KitConfig, name: str, root=".", check: bool = False, resolve=None) -> RenderResult:
     """Render `kernels/<name>/<name>.ipynb` and `kernel-metadata.json` under ``root``.
 
-    Instance versions given as 'latest' are resolved by ``resolve`` (see kaggle_kit.metadata), by
+    Instance versions given as 'latest' are resolved by ``resolve`` (see kaggle_kit.publish.metadata), by
     default from what `kit push-model` recorded in ``<root>/.kit/published.json``.
 
     With ``check``, nothing is written: ``stale_files`` lists files that differ from a fresh render
@@ -515,3 +515,10 @@ def embedded_sources(notebook_path) -> dict:
             head, _, body = src.partition("\n")
             out[head[len(WRITEFILE_PREFIX):].strip()] = body
     return out
+
+
+def render_if_needed(cfg: KitConfig, name: str, root: Path, resolve=None) -> list[str]:
+    """Render kernels/<name>/ through :func:`render_kernel` (it rewrites only stale files) before a
+    push; returns the notes for the push's log (`kaggle_kit.publish.push.push_kernel(render=…)`)."""
+    result = render_kernel(cfg, name, root=str(root), resolve=resolve)
+    return [f"rendered {result.folder} (it was stale)"] if getattr(result, "changed", False) else []

@@ -140,7 +140,7 @@ def average_folds(parent, out_dir, *, score: bool = True, log: Callable = print,
 
 def _score(result: AverageResult, folds: list, manifest, base_path, log: Callable) -> None:
     """OOF scores: the fold ensemble's (the folds' oof.csv) and the averaged adapter's on the same rows."""
-    from kaggle_kit.blend import read_oof, score
+    from kaggle_kit.ensemble.blend import read_oof, score
     from kaggle_kit.runtime.infer import parse_devices, predict_rows
     from kaggle_kit.runtime.testfile import load_replicas, read_test_data
 

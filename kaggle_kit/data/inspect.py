@@ -53,11 +53,11 @@ def load_inspect_tokenizer(spec):
         return spec, getattr(spec, "name_or_path", type(spec).__name__) or "tokenizer"
     spec = str(spec)
     if spec == "tiny":
-        from kaggle_kit.tiny import build_tokenizer
+        from kaggle_kit.models.tiny import build_tokenizer
 
         return build_tokenizer(), "tiny"
     if spec in ("minilm", "smollm2"):
-        from kaggle_kit.models import named_model_dir
+        from kaggle_kit.models.named import named_model_dir
 
         spec_path = named_model_dir(spec)
     else:

@@ -29,7 +29,7 @@ CAUSAL_INIT_RANGE = 0.3
 
 
 def _corpus() -> list:
-    from kaggle_kit.synth import corpus_lines
+    from kaggle_kit.models.words import corpus_lines
 
     return corpus_lines()
 
@@ -77,7 +77,7 @@ def build_tiny_base(out_dir, num_labels: int = 3, seed: int = 0, causal: bool = 
     model = (Gemma2ForCausalLM if causal else Gemma2ForSequenceClassification)(config)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "KIT_TINY.json").write_text(json.dumps({"generator": "kaggle_kit.tiny", "seed": seed, "causal": causal}) + "\n")
+    (out / "KIT_TINY.json").write_text(json.dumps({"generator": "kaggle_kit.models.tiny", "seed": seed, "causal": causal}) + "\n")
     return out
 
 
@@ -99,6 +99,6 @@ def tiny_base_dir(num_labels: int = 3, causal: bool = False) -> Path:
 
 
 def _corpus_version() -> str:
-    from kaggle_kit.synth import CORPUS_VERSION
+    from kaggle_kit.models.words import CORPUS_VERSION
 
     return CORPUS_VERSION

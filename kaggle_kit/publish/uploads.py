@@ -10,7 +10,7 @@ functions here, so a folder validate passes is a folder the push accepts, and th
 - **credentials** (`credential_reason`): a file is refused when its *name* is that of a
   credential file (kaggle.json, access tokens, `.env`, private keys, ...) or when its *bytes*
   hold a private key, a Kaggle/Hugging Face access token, a kaggle.json-shaped object, or any key
-  the kaggle client is configured with here (`kaggle_kit.credentials.configured_secrets`). The
+  the kaggle client is configured with here (`kaggle_kit.publish.credentials.configured_secrets`). The
   whole file is read (in chunks), weights and wheels included.
 
 Every refusal names the file, why, and the fix. Standard library only.

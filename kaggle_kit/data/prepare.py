@@ -61,7 +61,7 @@ def prepare_file(path, tokenizer, out, *, max_length: int = 1024, truncation: st
                  read_kwargs: Optional[dict] = None, text_template: str = "", field_shares: Optional[dict] = None) -> dict:
     """Read, encode and write ``path``; returns a summary (rows, truncated share, rows/s, output path,
     ``identical_after_truncation``: pairwise rows whose A and B keep the same tokens)."""
-    from kaggle_kit.inspect_data import load_inspect_tokenizer
+    from kaggle_kit.data.inspect import load_inspect_tokenizer
     from kaggle_kit.runtime.formats import read_dataset
     from kaggle_kit.runtime.identical import identical_report
 
@@ -91,7 +91,7 @@ def preview_file(path, tokenizer, cfg, *, n_rows: int = 3, format: str = "auto",
                  truncation: Optional[str] = None, read_kwargs: Optional[dict] = None) -> list:
     """The first ``n_rows`` rows as the model sees them: ``[{id, text, tokens, max_length, unit,
     components, lengths, kept, truncated, problems}]`` (text = the decoded token ids, specials included)."""
-    from kaggle_kit.inspect_data import CharTokenizer, component_names, load_inspect_tokenizer
+    from kaggle_kit.data.inspect import CharTokenizer, component_names, load_inspect_tokenizer
     from kaggle_kit.runtime.formats import read_dataset
 
     ds = read_dataset(path, format, **(read_kwargs or {}))

@@ -18,7 +18,7 @@ import csv
 import random
 from pathlib import Path
 
-from kaggle_kit.synth import WORDS
+from kaggle_kit.models.words import WORDS
 
 # (Category, Misconception) classes and their keywords; Misconception 'NA' is literal text
 MISCONCEPTIONS = [

@@ -1,0 +1,1 @@
+"""Named offline bases (tiny, smollm2, minilm) and the word corpus the tiny tokenizer learns."""

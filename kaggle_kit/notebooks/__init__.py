@@ -1,0 +1,1 @@
+"""Notebooks: `kit render` (notebooks_src/ + kit.toml → kernels/) and `kit run-local`."""

@@ -1,0 +1,1 @@
+"""Publishing to Kaggle: typed handles, metadata, model cards, validation, kernel checks, uploads, credentials, the client."""
