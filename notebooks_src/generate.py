@@ -62,7 +62,10 @@ from kaggle_kit.runtime.install import install_wheels
 INSTALL = install_wheels(WHEELS_DIR) if WHEELS_DIR is not None else None
 
 # %%
-VERSION_WARNINGS = kaggle_env.check_library_versions(ADAPTER_DIR)
+from kaggle_kit.runtime.manifest import Manifest
+
+MANIFEST = Manifest.load(ADAPTER_DIR)  # read once: the version check and the generation take it
+VERSION_WARNINGS = kaggle_env.check_library_versions(ADAPTER_DIR, manifest=MANIFEST)
 
 # %% [markdown]
 # ## Generation and evaluation
@@ -75,6 +78,7 @@ RESULT = generate_file(
     DATA_FILE,
     PREDICTIONS,
     base_path=BASE_DIR,
+    manifest=MANIFEST,
     batch_size={{ py.max_batch_rows }},
     quantization={{ py.quantization }},
     metrics_path=kaggle_env.working("metrics.json"),

@@ -44,8 +44,12 @@ from kaggle_kit.runtime.install import install_wheels
 INSTALL = install_wheels(WHEELS_DIR)
 
 # %%
-{% if ensemble %}VERSION_WARNINGS = [w for d in MEMBERS.values() for w in kaggle_env.check_library_versions(d)]
-{% else %}VERSION_WARNINGS = kaggle_env.check_library_versions(ADAPTER_DIR)
+from kaggle_kit.runtime.manifest import Manifest
+
+{% if ensemble %}MANIFESTS = {d: Manifest.load(d) for d in MEMBERS.values()}  # read once: the version check and the prediction take them
+VERSION_WARNINGS = [w for d, m in MANIFESTS.items() for w in kaggle_env.check_library_versions(d, manifest=m)]
+{% else %}MANIFEST = Manifest.load(ADAPTER_DIR)  # read once: the version check and the prediction take it
+VERSION_WARNINGS = kaggle_env.check_library_versions(ADAPTER_DIR, manifest=MANIFEST)
 {% endif %}
 # %% [markdown]
 # ## Prediction and submission
@@ -71,6 +75,7 @@ RESULT = predict_ensemble_file(
     combine_method={{ ensemble.combine | json }},
     bases=BASE_DIRS,
     parts_dir=PARTS_DIR,
+    manifests=MANIFESTS,
     **OPTIONS,
 )
 print({k: RESULT.to_dict()[k] for k in ("unpredicted_rows", "unpredicted_share", "max_unpredicted_share")})
@@ -85,14 +90,15 @@ RESULT = predict_file(
     TEST_FILE,
     SUBMISSION,
     base_path=BASE_DIR,
+    manifest=MANIFEST,
     **OPTIONS,
 )
 RESULT
 
 # %% [markdown]
 # Rows whose logits were not finite (re-run in float32 first) and rows the time budget cut get the
-# mean prediction of the predicted rows; they are listed in `RESULT.nonfinite_rows`,
-# `RESULT.filled_rows` and `RESULT.fallback_ids`. Above `inference.max_unpredicted_share` the
+# mean prediction of the predicted rows; they are listed in `RESULT.report.nonfinite_rows`,
+# `RESULT.report.filled_rows` and `RESULT.report.fallback_ids`. Above `inference.max_unpredicted_share` the
 # notebook fails after writing the submission, so a broken run is not scored as if it were fine.
 
 # %%

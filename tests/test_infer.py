@@ -352,7 +352,8 @@ def test_test_file_of_another_format_is_refused_before_weights_load(untrained_ad
     def no_weights(*a, **k):
         raise AssertionError("weights loaded before the format check")
 
-    monkeypatch.setattr(modeling, "load_for_inference", no_weights)
+    for loader in ("load_for_inference", "plan_load", "load_planned"):  # nothing loads, not even the checks of loading
+        monkeypatch.setattr(modeling, loader, no_weights)
     run = untrained_adapter if adapter_format == "lmsys" else _copy_adapter(
         untrained_adapter, tmp_path / "run", task__format="wsdm", task__labels=["model_a", "model_b"])
     suffix = ".parquet" if test_format == "wsdm" else ".csv"

@@ -123,10 +123,10 @@ class VirtualClock:
 
 @pytest.fixture
 def virtual_clock(monkeypatch):
-    from kaggle_kit.runtime import infer, workers
+    from kaggle_kit.runtime import engine, workers
 
     clock = VirtualClock()
-    monkeypatch.setattr(infer, "time", clock)
+    monkeypatch.setattr(engine, "time", clock)
     monkeypatch.setattr(workers, "time", clock)
     return clock
 
@@ -276,25 +276,25 @@ def test_budget_degrades_then_fills_cut_rows_with_mean_of_predicted_rows(loaded3
 def test_swapped_pass_uses_the_length_cap_of_its_rows_first_pass(loaded32, rows, virtual_clock, monkeypatch):
     """After a budget cut of max_length, rows that already ran at full length get their swapped (TTA) pass
     at full length too, so the two averaged passes saw the same text."""
-    from kaggle_kit.runtime import infer
+    from kaggle_kit.runtime import engine
 
     _, tok, manifest = loaded32
     manifest = _at_length(manifest, 256)
     seen = []  # (positions, max_length, swapped)
-    encode = infer._Encoding.encode
+    encode = engine._Encoding.encode
 
     def spy(self, positions, max_length, swapped=False):
         seen.append((list(positions), int(max_length), swapped))
         return encode(self, positions, max_length, swapped)
 
-    monkeypatch.setattr(infer._Encoding, "encode", spy)
+    monkeypatch.setattr(engine._Encoding, "encode", spy)
     model = fake_classifier("float32", clock=virtual_clock, rate=1e-3)
-    rep = infer.EngineReport(decisions=[])
+    rep = engine.EngineReport(decisions=[])
     t = virtual_clock.now
-    infer.predict_rows(model, tok, manifest, rows, batch_tokens=128, max_batch_rows=2)
+    engine.predict_rows(model, tok, manifest, rows, batch_tokens=128, max_batch_rows=2)
     one_pass = virtual_clock.now - t
     seen.clear()
-    probs = infer.predict_rows(model, tok, manifest, rows, tta="all", batch_tokens=128, max_batch_rows=2,
+    probs = engine.predict_rows(model, tok, manifest, rows, tta="all", batch_tokens=128, max_batch_rows=2,
                                budget_minutes=one_pass * 1.7 / 60, report=rep)
     assert any("max length 256 →" in d for d in rep.decisions), rep.decisions
     cap = {}

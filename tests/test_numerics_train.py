@@ -59,10 +59,10 @@ def _head_watch():
 def test_head_trains_in_fp32_on_a_half_precision_base(tmp_path, tiny_base, small_csv, monkeypatch, dtype):
     """Old main: a float16 head is NaN after the first AdamW step (log_loss nan, uniform predictions); in
     bfloat16 most of the head does not move at lr 2e-5. Now the head (and every trainable tensor) is float32."""
-    from kaggle_kit.train import run_training, runner
+    from kaggle_kit.train import classifier, run_training
 
     watch = _head_watch()
-    monkeypatch.setattr(runner, "_EXTRA_CALLBACKS", [watch])
+    monkeypatch.setattr(classifier, "_EXTRA_CALLBACKS", [watch])
     cfg = cfg_for(tmp_path, small_csv, tmp_path / "run", f"model.dtype={q(dtype)}", "train.max_steps=3",
                   "train.eval_steps=3", "train.learning_rate=2e-5")
     result = run_training(cfg, log=lambda m: None)
@@ -108,10 +108,10 @@ def _poison_callback(at_step: int):
 ])
 def test_nonfinite_loss_or_metric_stops_training_and_publishes_nothing(tmp_path, tiny_base, small_csv, monkeypatch,
                                                                         at_step, steps, eval_steps, what):
-    from kaggle_kit.train import run_training, runner
+    from kaggle_kit.train import classifier, run_training
     from kaggle_kit.train.numerics import NonFiniteTraining
 
-    monkeypatch.setattr(runner, "_EXTRA_CALLBACKS", [_poison_callback(at_step)])
+    monkeypatch.setattr(classifier, "_EXTRA_CALLBACKS", [_poison_callback(at_step)])
     out = tmp_path / "run"
     cfg = cfg_for(tmp_path, small_csv, out, f"train.max_steps={steps}", f"train.eval_steps={eval_steps}",
                   "train.learning_rate=1e-3")
@@ -186,18 +186,17 @@ def test_generation_and_training_use_the_same_rule(fake_gpu, monkeypatch):
     import inspect
 
     from kaggle_kit.runtime import generation, modeling
-    from kaggle_kit.sft import runner as sft_runner
-    from kaggle_kit.train import runner
+    from kaggle_kit.train import classifier, plan, runfolder, sft
 
-    for mod in (generation, modeling, runner, sft_runner):
+    for mod in (generation, modeling, classifier, plan, runfolder, sft):
         assert "is_bf16_supported" not in inspect.getsource(mod), mod.__name__
     caps, _ = fake_gpu
     caps.update({0: (7, 5)})
     monkeypatch.setenv("LOCAL_RANK", "0")
     cfg = load_config("/nonexistent/kit.toml", ["task.kind='sft'"])
-    assert sft_runner._precision(cfg) == "fp16"
+    assert sft._precision(cfg) == "fp16"
     caps.update({0: (8, 6)})
-    assert sft_runner._precision(cfg) == "bf16"
+    assert sft._precision(cfg) == "bf16"
 
 
 # --------------------------------------------------------------------------- settings as applied

@@ -99,15 +99,16 @@ def test_build_wheels_names_the_pip_upgrade(monkeypatch):
     """pip < 23.3 refuses the cross-target options with no hint; the kit says what to upgrade."""
     import pip
 
-    from kaggle_kit import wheels
+    from kaggle_kit.wheels.errors import WheelError
+    from kaggle_kit.wheels.image_env import check_pip
 
     monkeypatch.setattr(pip, "__version__", "23.2.1")
-    with pytest.raises(wheels.WheelError) as err:
-        wheels.check_pip()
+    with pytest.raises(WheelError) as err:
+        check_pip()
     assert "pip 23.2.1" in str(err.value) and f"{sys.executable} -m pip install --upgrade 'pip>=23.3'" in str(err.value)
     code, out = run_kit("build-wheels", "--dry-run", "--quiet")
     assert code == 2 and "Error:" in out and "--upgrade 'pip>=23.3'" in out and "Traceback" not in out, out
-    assert wheels.check_pip("23.3") == "23.3" and wheels.check_pip("26.0.1") == "26.0.1"
+    assert check_pip("23.3") == "23.3" and check_pip("26.0.1") == "26.0.1"
 
 
 def _bundled_pip() -> str:

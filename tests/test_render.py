@@ -123,7 +123,7 @@ def test_notebook_order_and_metadata(tmp_path):
 
     embed = next(i for i, s in enumerate(sources) if s.startswith(WRITEFILE_PREFIX))
     install = first(lambda s: "install_wheels(WHEELS_DIR)" in s)
-    check = first(lambda s: "check_library_versions(ADAPTER_DIR)" in s)
+    check = first(lambda s: "check_library_versions(ADAPTER_DIR" in s)
     predict = first(lambda s: "predict_file(" in s)
     assert 0 < embed < install < check < predict
     assert "budget_minutes=500.0" in sources[predict] and "tta='all'" in sources[predict]
@@ -171,7 +171,9 @@ def test_train_notebook_embeds_training_code_and_config(tmp_path):
     root = _project(tmp_path, text)
     result = render_kernel(_cfg(root), "train", root)
     embedded = embedded_sources(result.notebook_path)
-    for rel in ("kaggle_kit/train/__init__.py", "kaggle_kit/config.py", "kaggle_kit/errors.py", "kaggle_kit/runtime/formats.py"):
+    config_files = [f"kaggle_kit/config/{p.name}" for p in sorted((REPO / "kaggle_kit/config").glob("*.py"))]
+    assert "kaggle_kit/config/__init__.py" in config_files and "kaggle_kit/config/load.py" in config_files
+    for rel in ("kaggle_kit/train/__init__.py", *config_files, "kaggle_kit/errors.py", "kaggle_kit/runtime/formats.py"):
         assert rel in embedded and embedded[rel] == (REPO / rel).read_text(encoding="utf-8")
     src = result.notebook_path.read_text(encoding="utf-8")
     assert "run_training(CFG)" in src and "%%writefile {RUNTIME_DIR}/kit.toml" in src
@@ -317,3 +319,15 @@ def test_repository_kernels_are_up_to_date(monkeypatch):
     out = CliRunner().invoke(main, ["render", "--all", "--check"])
     assert out.exit_code == 0, out.output
     assert "up to date (kernels/inference)" in out.output
+
+
+@pytest.mark.parametrize("extra", ['dataset_sources = ["just-a-slug/with/too/many/parts"]',
+                                   'model_sources = ["owner/model/transformers/instance/latest"]'])
+def test_malformed_extra_source_is_an_error_naming_it(tmp_path, extra):
+    """A source the notebook could not mount is refused by name, never skipped."""
+    from kaggle_kit.errors import KitError
+    from kaggle_kit.notebooks.render import render_kernel
+
+    root = _project(tmp_path, PROJECT_TOML.replace('template = "inference"\n', f'template = "inference"\n{extra}\n'))
+    with pytest.raises(KitError, match=r"kernels\.inference\.(dataset|model)_sources"):
+        render_kernel(_cfg(root), "inference", root)

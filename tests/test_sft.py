@@ -118,7 +118,7 @@ def sft_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def sft_run(sft_base, sft_data, tmp_path_factory):
-    from kaggle_kit.sft import run_sft
+    from kaggle_kit.train.sft import run_sft
 
     out = tmp_path_factory.mktemp("sft-run") / "run"
     lines: list = []
@@ -140,7 +140,7 @@ def loaded(sft_run):
 def test_loss_mask_covers_only_response_tokens(sft_base):
     from kaggle_kit.runtime.generation import encode_example, render_prompt
     from kaggle_kit.runtime.modeling import load_tokenizer
-    from kaggle_kit.sft.data import SFTCollator
+    from kaggle_kit.train.sft_data import SFTCollator
 
     tok = load_tokenizer(sft_base)
     a = encode_example(tok, "kit-sft-v1", "count: apple river", "", "one two three four", max_length=256)
@@ -203,7 +203,7 @@ def test_template_resolution_prefers_the_chat_template(sft_base):
 
 def test_split_keeps_instances_of_one_instruction_together():
     from kaggle_kit.runtime.formats import Row
-    from kaggle_kit.sft.data import split_rows
+    from kaggle_kit.train.sft_data import split_rows
 
     rows = [Row(f"t{i}-{k}", [f"task {i}", f"input {k}"], [f"out {k}"], []) for i in range(20) for k in range(3)]
     train, val = split_rows(rows, folds=5, fold=1, val_fraction=0.0, group_by_prompt=True, seed=3)
@@ -218,7 +218,7 @@ def test_split_keeps_instances_of_one_instruction_together():
 def test_self_instruct_seed_tasks_encode_within_max_length(shared_data, sft_base):
     from kaggle_kit.runtime.formats import read_dataset
     from kaggle_kit.runtime.modeling import load_tokenizer
-    from kaggle_kit.sft.data import build_sft_examples
+    from kaggle_kit.train.sft_data import build_sft_examples
 
     ds = read_dataset(shared_data / "instructions" / "self-instruct_seed_tasks.jsonl", "instructions")
     rows = [r for r in ds.rows if r.response_a]
@@ -296,7 +296,7 @@ def test_causal_loss_is_normalised_over_accumulated_tokens(sft_base, tmp_path):
 
     from kaggle_kit.runtime.generation import encode_example, load_causal
     from kaggle_kit.runtime.modeling import load_tokenizer
-    from kaggle_kit.sft.data import SFTCollator, SFTDataset
+    from kaggle_kit.train.sft_data import SFTCollator, SFTDataset
 
     tok = load_tokenizer(sft_base)
     exs = [encode_example(tok, "kit-sft-v1", "count: apple", "", "one two three four five six seven", 64),
@@ -328,8 +328,8 @@ def test_qlora_adapter_still_gets_gradients_after_a_no_grad_forward(sft_base):
 
     from kaggle_kit.runtime.generation import encode_example, load_causal
     from kaggle_kit.runtime.modeling import load_tokenizer
-    from kaggle_kit.sft import peft_config_causal
-    from kaggle_kit.sft.data import SFTCollator
+    from kaggle_kit.train.sft import peft_config_causal
+    from kaggle_kit.train.sft_data import SFTCollator
 
     tok = load_tokenizer(sft_base)
     model = load_causal(sft_base, {"mode": "4bit", "quant_type": "nf4", "double_quant": True, "compute_dtype": "bfloat16"})

@@ -168,7 +168,7 @@ def test_qlora_keeps_training_lora_after_an_evaluation(tmp_path, tiny_base, smal
     from safetensors.torch import load_file
     from transformers import TrainerCallback
 
-    from kaggle_kit.train import run_training, runner
+    from kaggle_kit.train import classifier, run_training
 
     seen = {"evals": 0, "checked_steps": 0, "starved": []}
 
@@ -184,9 +184,9 @@ def test_qlora_keeps_training_lora_after_an_evaluation(tmp_path, tiny_base, smal
                 if "lora_B" in n and (p.grad is None or float(p.grad.abs().sum()) == 0.0):
                     seen["starved"].append((state.global_step, n))
 
-    monkeypatch.setattr(runner, "_EXTRA_CALLBACKS", [GradCheck()])
+    monkeypatch.setattr(classifier, "_EXTRA_CALLBACKS", [GradCheck()])
     # evaluate before the first step too: with the trap, LoRA B (still zero) below the top layer gets no gradient
-    monkeypatch.setattr(runner, "_EXTRA_ARGS", {"eval_on_start": True})
+    monkeypatch.setattr(classifier, "_EXTRA_ARGS", {"eval_on_start": True})
     cfg = cfg_for(tmp_path, small_csv, tmp_path / "q", "quantization.mode='4bit'", "train.max_steps=4",
                   "train.eval_steps=2", "train.learning_rate=5e-3")
     result = run_training(cfg, log=lambda m: None)
@@ -287,7 +287,7 @@ class Interrupt(RuntimeError):
 def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_base, small_csv, monkeypatch):
     from transformers import TrainerCallback
 
-    from kaggle_kit.train import run_training, runner
+    from kaggle_kit.train import classifier, run_training
 
     class Kill(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
@@ -296,12 +296,12 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_base, small_cs
 
     out = tmp_path / "r"
     sets = ["train.max_steps=4", "train.eval_steps=2"]
-    monkeypatch.setattr(runner, "_EXTRA_CALLBACKS", [Kill()])
+    monkeypatch.setattr(classifier, "_EXTRA_CALLBACKS", [Kill()])
     with pytest.raises(Interrupt):
         run_training(cfg_for(tmp_path, small_csv, out, *sets), log=lambda m: None)
     assert not out.exists()  # an interrupted run never looks complete
     assert (tmp_path / "r.partial" / "checkpoints" / "checkpoint-2").is_dir()
-    monkeypatch.setattr(runner, "_EXTRA_CALLBACKS", [])
+    monkeypatch.setattr(classifier, "_EXTRA_CALLBACKS", [])
     lines = []
     result = run_training(cfg_for(tmp_path, small_csv, out, *sets), resume=True, log=lines.append)
     assert any("resuming from" in ln and "checkpoint-2" in ln for ln in lines)
@@ -365,7 +365,7 @@ def test_cli_errors_are_messages(tmp_path, small_csv, no_weights):
 def test_two_process_ddp_run_via_cli(tmp_path, tiny_base, small_csv):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "kaggle_kit.train", "--nproc", "2", "--model", "tiny", "--data", str(small_csv),
+    cmd = [sys.executable, "-m", "kaggle_kit.cli.train", "--nproc", "2", "--model", "tiny", "--data", str(small_csv),
            "--output", str(out), "--max-steps", "2", "--max-length", "64", "--set", "train.batch_size=4",
            "--set", "data.folds=4", "--json"]
     p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -378,8 +378,8 @@ def test_two_process_ddp_run_via_cli(tmp_path, tiny_base, small_csv):
 
 
 def test_sft_task_goes_to_the_instruction_trainer(tmp_path, monkeypatch):
-    """`kit train` with task.kind = "sft" runs kaggle_kit.sft.run_sft with the same config."""
-    import kaggle_kit.sft as sft
+    """`kit train` with task.kind = "sft" runs kaggle_kit.train.sft.run_sft with the same config."""
+    from kaggle_kit.train import sft
     from kaggle_kit.train import run_training
 
     seen = {}
@@ -408,7 +408,7 @@ def test_train_section_maps_to_training_arguments(tmp_path):
     """[train] values reach the Trainer: loggers pass through, warm-up steps win over the ratio."""
     from transformers import TrainingArguments
 
-    from kaggle_kit.train.runner import train_section_args
+    from kaggle_kit.train.runfolder import train_section_args
 
     cfg = cfg_for(tmp_path, tmp_path / "t.csv", tmp_path / "o", "train.report_to=['tensorboard']", "train.warmup_steps=7",
                   "train.optimizer='adamw_8bit'", "train.group_by_length=false")

@@ -36,6 +36,9 @@ def test_clean_project_has_no_problems(project):
     (['kernels.inference.model_sources=["me/gemma/transformers/gemma2-base"]'], "must have 5 parts"),
     (['kernels.inference.model_sources=["me/gemma/transformers/gemma2-base/latest"]'], "version 'latest' must be an integer"),
     (['kernels.inference.model_sources=["me/gemma/peft/gemma2-base/2"]'], "framework 'peft' is not one Kaggle knows"),
+    (['kernels.inference.model_sources=["Me/gemma/transformers/gemma2-base/2"]'],
+     "model source 'Me/gemma/transformers/gemma2-base/2' owner = 'Me' is not a valid owner"),
+    (["instances.peft-lora-classifier.version=0"], "instances.peft-lora-classifier.version = '0': Kaggle numbers versions from 1"),
     # framework of the instance
     (["instances.peft-lora-classifier.framework=peft"], "Kaggle has no 'peft' framework"),
     (["instances.peft-lora-classifier.framework=pyTorch"], "a PEFT adapter is published as 'transformers'"),

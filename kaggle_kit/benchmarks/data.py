@@ -12,7 +12,10 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass, field
+
 from kaggle_kit.benchmarks import load_average
+from kaggle_kit.benchmarks.sides import SideClock
 
 # (median characters, lognormal sigma, cap) measured on ../shared/data/lmsys-sample/train_sample.csv
 PROMPT_MIX = (90, 1.5, 10_000)
@@ -59,8 +62,6 @@ def length_summary(rows: list) -> dict:
     return out
 
 
-
-
 def load_bench_tokenizer(name: str = "tiny"):
     """'tiny' (the kit's byte-level BPE, 4k vocab), 'minilm' (MiniLM's WordPiece), 'smollm2' or a folder."""
     if name == "tiny":
@@ -74,6 +75,18 @@ def load_bench_tokenizer(name: str = "tiny"):
     from kaggle_kit.runtime.modeling import load_tokenizer
 
     return load_tokenizer(name)
+
+
+@dataclass
+class _Slabs:
+    """What the slabs added up to: each side's clock and the checks on what the sides encoded."""
+
+    batched: SideClock = field(default_factory=SideClock)
+    single: SideClock = field(default_factory=SideClock)
+    wrapper: SideClock = field(default_factory=SideClock)
+    truncated: int = 0
+    longest: int = 0
+    mismatched: int = 0
 
 
 def run_bench(rows: int = 57_000, max_length: int = 2048, truncation: str = "per_component",
@@ -100,80 +113,85 @@ def run_bench(rows: int = 57_000, max_length: int = 2048, truncation: str = "per
     log(f"generated {rows} LMSYS-shaped rows in {gen_s:.1f}s")
     tok = load_bench_tokenizer(tokenizer)
     encoder = Encoder(tok, PromptSpec(max_length=max_length, truncation=truncation), "pairwise")
-
     n_base = rows if baseline_rows <= 0 else min(rows, baseline_rows)
     slow = None
     if wrapper:
         slow = Encoder(tok, encoder.spec, "pairwise")
         slow._backend = None  # every text through tokenizer.__call__
-    # The sides take turns slab by slab on the same rows, so on a shared machine they meet the
-    # same load; only one slab of encoded rows is held at a time.
-    slab = 2048
+    done = _interleave(data, encoder, slow, n_base, log, progress_every)
+    log(f"batched: {rows} rows in {done.batched.wall:.1f}s (CPU {done.batched.cpu:.1f}s)")
+    log(f"one row at a time: {n_base} rows in {done.single.wall:.1f}s (CPU {done.single.cpu:.1f}s)")
+    if slow is not None:
+        log(f"one row at a time via the transformers call: {n_base} rows in {done.wrapper.wall:.1f}s (CPU {done.wrapper.cpu:.1f}s)")
+    setup = {"rows": rows, "baseline_rows": n_base, "max_length": max_length, "truncation": truncation,
+             "tokenizer": tokenizer, "vocab_size": len(tok)}
+    return _report(setup, data, gen_s, done, with_wrapper=slow is not None)
+
+
+def _interleave(data: list, encoder, slow, n_base: int, log, progress_every: float) -> _Slabs:
+    """Encode ``data`` both ways (three with ``slow``, the wrapper side), slab by slab, checking that
+    the sides' ids agree; logs each side's rates so far every ``progress_every`` seconds.
+
+    The sides take turns slab by slab on the same rows, so on a shared machine they meet the same
+    load; only one slab of encoded rows is held at a time."""
+    rows, slab = len(data), 2048
     last = time.monotonic()
-    truncated = longest = mismatched = 0
-    batched_s = batched_cpu = single_s = single_cpu = w_s = w_cpu = 0.0
+    s = _Slabs()
     for start in range(0, rows, slab):
         chunk = data[start:start + slab]
-        t0, c0 = time.perf_counter(), time.process_time()
-        part = encoder.encode(chunk)
-        batched_s += time.perf_counter() - t0
-        batched_cpu += time.process_time() - c0
-        truncated += sum(1 for e in part if e.truncated)
-        longest = max(longest, max(len(e.input_ids) for e in part))
+        with s.batched.turn():
+            part = encoder.encode(chunk)
+        s.truncated += sum(1 for e in part if e.truncated)
+        s.longest = max(s.longest, max(len(e.input_ids) for e in part))
         if start >= n_base:
             continue
         base_rows = chunk[: n_base - start]
-        t0, c0 = time.perf_counter(), time.process_time()
-        single = [encoder.encode_one(r) for r in base_rows]
-        single_s += time.perf_counter() - t0
-        single_cpu += time.process_time() - c0
-        mismatched += sum(1 for a, b in zip(part, single) if a.input_ids != b.input_ids)
+        with s.single.turn():
+            single = [encoder.encode_one(r) for r in base_rows]
+        s.mismatched += sum(1 for a, b in zip(part, single) if a.input_ids != b.input_ids)
         if slow is not None:
-            t0, c0 = time.perf_counter(), time.process_time()
-            via_wrapper = [slow.encode_one(r) for r in base_rows]
-            w_s += time.perf_counter() - t0
-            w_cpu += time.process_time() - c0
-            mismatched += sum(1 for a, b in zip(single, via_wrapper) if a.input_ids != b.input_ids)
+            with s.wrapper.turn():
+                via_wrapper = [slow.encode_one(r) for r in base_rows]
+            s.mismatched += sum(1 for a, b in zip(single, via_wrapper) if a.input_ids != b.input_ids)
         if time.monotonic() - last >= progress_every and start + slab < rows:  # each side's rates so far
             last = time.monotonic()
             done, base_done = start + len(chunk), min(n_base, start + len(chunk))
-            log(f"  {done:,}/{rows:,} rows | batched {done / batched_s:,.0f} rows/s {done / max(batched_cpu, 1e-9):,.0f} rows/CPU-s"
-                + (f" | one at a time {base_done / single_s:,.0f} rows/s {base_done / max(single_cpu, 1e-9):,.0f} rows/CPU-s" if single_s else ""))
-    log(f"batched: {rows} rows in {batched_s:.1f}s (CPU {batched_cpu:.1f}s)")
-    log(f"one row at a time: {n_base} rows in {single_s:.1f}s (CPU {single_cpu:.1f}s)")
+            b, o = s.batched, s.single
+            log(f"  {done:,}/{rows:,} rows | batched {done / b.wall:,.0f} rows/s {done / max(b.cpu, 1e-9):,.0f} rows/CPU-s"
+                + (f" | one at a time {base_done / o.wall:,.0f} rows/s {base_done / max(o.cpu, 1e-9):,.0f} rows/CPU-s" if o.wall else ""))
+    return s
+
+
+def _report(setup: dict, data: list, gen_s: float, s: _Slabs, with_wrapper: bool) -> dict:
+    """The JSON-ready result: the setup, each side's time and rates, their ratio, and the checks."""
+    rows, n_base = setup["rows"], setup["baseline_rows"]
     wrapper_result = {}
-    if slow is not None:
-        log(f"one row at a time via the transformers call: {n_base} rows in {w_s:.1f}s (CPU {w_cpu:.1f}s)")
+    if with_wrapper:
         wrapper_result = {
-            "wrapper_rows_per_s": round(n_base / w_s, 1),
-            "wrapper_rows_per_cpu_s": round(n_base / max(w_cpu, 1e-9), 1),
-            "speedup_vs_wrapper": round((rows / batched_s) / (n_base / w_s), 2),
+            "wrapper_rows_per_s": round(n_base / s.wrapper.wall, 1),
+            "wrapper_rows_per_cpu_s": round(n_base / max(s.wrapper.cpu, 1e-9), 1),
+            "speedup_vs_wrapper": round((rows / s.batched.wall) / (n_base / s.wrapper.wall), 2),
         }
-    batched_rps = rows / batched_s
-    single_rps = n_base / single_s
+    batched_rps = rows / s.batched.wall
+    single_rps = n_base / s.single.wall
     return {
-        "rows": rows,
-        "baseline_rows": n_base,
-        "max_length": max_length,
-        "truncation": truncation,
-        "tokenizer": tokenizer,
-        "vocab_size": len(tok),
+        **setup,
         "cpu_count": os.cpu_count(),
         "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM", "(unset)"),
         "chars": length_summary(data),
         "generate_s": round(gen_s, 2),
-        "batched_s": round(batched_s, 2),
-        "baseline_s": round(single_s, 2),
+        "batched_s": round(s.batched.wall, 2),
+        "baseline_s": round(s.single.wall, 2),
         "batched_rows_per_s": round(batched_rps, 1),
         "baseline_rows_per_s": round(single_rps, 1),
         "speedup": round(batched_rps / single_rps, 2),
         # per CPU-second of this process: steadier than wall-clock rates on a shared machine
-        "batched_rows_per_cpu_s": round(rows / max(batched_cpu, 1e-9), 1),
-        "baseline_rows_per_cpu_s": round(n_base / max(single_cpu, 1e-9), 1),
+        "batched_rows_per_cpu_s": round(rows / max(s.batched.cpu, 1e-9), 1),
+        "baseline_rows_per_cpu_s": round(n_base / max(s.single.cpu, 1e-9), 1),
         "load_average": load_average(),
-        "truncated_share": round(truncated / rows, 4),
-        "longest_tokens": longest,
-        "mismatched_rows": mismatched,
+        "truncated_share": round(s.truncated / rows, 4),
+        "longest_tokens": s.longest,
+        "mismatched_rows": s.mismatched,
         "target_rows_per_s": 1000,
         "meets_target": batched_rps >= 1000,
         **wrapper_result,

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from kaggle_kit.runtime.progress import quiet_known_warnings
 from kaggle_kit.benchmarks import load_average
+from kaggle_kit.benchmarks.sides import SideClock, abba
 
 BASELINE_BATCH = 8
 TARGETS = {"speedup": 2.5, "engine_padding_share": 0.02, "max_abs_prob_diff": 1e-4}
@@ -53,23 +55,62 @@ def seeds_loop(model, tokenizer, encoder, rows, batch: int = BASELINE_BATCH, bar
     return np.concatenate(out), real, padded
 
 
+@dataclass
+class _Setup:
+    """Both sides' input: the tiny classifier, its tokenizer, the engine's manifest, the rows, the
+    shared encoder and each row's length in tokens."""
+
+    model: object
+    tok: object
+    manifest: object
+    data: list
+    encoder: object
+    lengths: object  # numpy array, tokens per row
+
+
+@dataclass
+class _Rounds:
+    """What the rounds added up to: each side's clock, the last probabilities of each, the seeds'
+    loop's token counts and the engine's last report."""
+
+    rep: object  # the engine's EngineReport (of its last round)
+    baseline: SideClock = field(default_factory=SideClock)
+    engine: SideClock = field(default_factory=SideClock)
+    base_probs: object = None
+    base_real: int = 0
+    base_padded: int = 0
+    probs: object = None
+
+
 @quiet_known_warnings()  # the listed harmless library warnings only, only during the bench
 def run_bench(rows: int = 300, max_length: int = 1024, batch_tokens: int = None, max_batch_rows: int = None,
               seed: int = 0, threads: int = None, inplace_attention: bool = True, rounds: int = 2, log=None,
               progress: bool = True) -> dict:
     """Both sides on the same rows in ABBA rounds; ``log`` gets a progress line per side as it goes
     (rows/s and rows per CPU-second; a bar on a terminal) and a summary line after each side."""
+    log = log or (lambda *a: None)
+    s = _setup(rows, max_length, seed, threads, log)
+    n_rounds = max(1, int(rounds))
+    show = progress and log is not None
+    o = _run_rounds(s, n_rounds, show, log, dict(batch_tokens=batch_tokens, max_batch_rows=max_batch_rows,
+                                                 inplace_attention=inplace_attention))
+    n_runs = rows * n_rounds
+    b, e = o.baseline, o.engine
+    log(f"seeds' loop: {n_runs / b.wall:.2f} rows/s ({n_runs / b.cpu:.2f} rows/CPU-s); "
+        f"engine: {n_runs / e.wall:.2f} rows/s ({n_runs / e.cpu:.2f} rows/CPU-s)")
+    return _report(s, o, n_rounds, max_length=max_length, batch_tokens=batch_tokens, inplace_attention=inplace_attention)
+
+
+def _setup(rows: int, max_length: int, seed: int, threads: int, log) -> _Setup:
+    """Load the tiny Gemma-2 classifier (fp32) and its tokenizer, make the rows, measure their
+    lengths, and warm the model up so that neither side pays first-call costs."""
     import torch
 
-    from kaggle_kit.runtime.progress import Progress, cpu_rates
-
     from kaggle_kit.benchmarks.data import lmsys_like_rows
-    from kaggle_kit.runtime.infer import EngineReport, predict_rows
+    from kaggle_kit.models.tiny import tiny_base_dir
     from kaggle_kit.runtime.modeling import load_base, load_tokenizer
     from kaggle_kit.runtime.prompting import Encoder, PromptSpec
-    from kaggle_kit.models.tiny import tiny_base_dir
 
-    log = log or (lambda *a: None)
     if threads:
         torch.set_num_threads(int(threads))
     base = tiny_base_dir(num_labels=3)
@@ -82,51 +123,60 @@ def run_bench(rows: int = 300, max_length: int = 1024, batch_tokens: int = None,
     log(f"{rows} rows, tokens per row: mean {lengths.mean():.0f}, min {lengths.min()}, max {lengths.max()}")
     with torch.inference_mode():  # warm-up, so neither side pays first-call costs
         model(input_ids=torch.tensor([encoder.encode(data[:1])[0].input_ids]))
+    return _Setup(model=model, tok=tok, manifest=manifest, data=data, encoder=encoder, lengths=lengths)
 
-    # ABBA rounds: the machine's load drifts (shared cores), so each side runs in both positions
-    base_s = eng_s = base_cpu = eng_cpu = 0.0
-    rep = EngineReport(decisions=[])
-    n_rounds = max(1, int(rounds))
-    show = progress and log is not None
+
+def _run_rounds(s: _Setup, n_rounds: int, show: bool, log, engine_options: dict) -> _Rounds:
+    """The seeds' loop and the engine in ABBA rounds on the same rows, each side timed (wall and CPU)
+    with its rates logged after each turn. ``engine_options``: batch_tokens, max_batch_rows,
+    inplace_attention for :func:`predict_rows`."""
+    from kaggle_kit.runtime.infer import EngineReport, predict_rows
+    from kaggle_kit.runtime.progress import Progress, cpu_rates
+
+    rows = len(s.data)
+    o = _Rounds(rep=EngineReport(decisions=[]))
     for r in range(n_rounds):
-        for side in (("baseline", "engine") if r % 2 == 0 else ("engine", "baseline")):
+        for side in abba(r, "baseline", "engine"):
             name = "seeds' loop" if side == "baseline" else "engine"
-            t, c = time.perf_counter(), time.process_time()
-            with cpu_rates():  # rows per CPU-second beside rows/s, as each side goes
+            clock = o.baseline if side == "baseline" else o.engine
+            with clock.turn(), cpu_rates():  # rows per CPU-second beside rows/s, as each side goes
                 if side == "baseline":
                     bar = Progress(rows, f"round {r + 1}/{n_rounds} {name}", "row", log=log) if show else None
-                    base_probs, base_real, base_padded = seeds_loop(model, tok, encoder, data, bar=bar)
+                    o.base_probs, o.base_real, o.base_padded = seeds_loop(s.model, s.tok, s.encoder, s.data, bar=bar)
                     if bar is not None:
                         bar.close(summary=False)
                 else:
-                    rep = EngineReport(decisions=[])
+                    o.rep = EngineReport(decisions=[])
                     log(f"round {r + 1}/{n_rounds} {name}: {rows} rows") if show else None
-                    probs = predict_rows(model, tok, manifest, data, batch_tokens=batch_tokens, max_batch_rows=max_batch_rows,
-                                         report=rep, inplace_attention=inplace_attention, progress=show, log=log if show else None)
-            wall, cpu = time.perf_counter() - t, time.process_time() - c
-            if side == "baseline":
-                base_s, base_cpu = base_s + wall, base_cpu + cpu
-            else:
-                eng_s, eng_cpu = eng_s + wall, eng_cpu + cpu
+                    o.probs = predict_rows(s.model, s.tok, s.manifest, s.data, report=o.rep, progress=show,
+                                           log=log if show else None, **engine_options)
+            wall, cpu = clock.last
             log(f"round {r + 1}/{n_rounds} {name}: {rows} rows in {wall:.1f}s | {rows / wall:,.2f} rows/s | "
                 f"{rows / cpu if cpu > 0 else float('nan'):,.2f} rows/CPU-s")
-    n_runs = rows * max(1, int(rounds))
-    log(f"seeds' loop: {n_runs / base_s:.2f} rows/s ({n_runs / base_cpu:.2f} rows/CPU-s); "
-        f"engine: {n_runs / eng_s:.2f} rows/s ({n_runs / eng_cpu:.2f} rows/CPU-s)")
+    return o
 
-    diff = float(np.abs(probs - base_probs).max())
+
+def _report(s: _Setup, o: _Rounds, n_rounds: int, *, max_length: int, batch_tokens, inplace_attention: bool) -> dict:
+    """The JSON-ready result: each side's rates, the speedup, padding shares, the largest probability
+    difference between the sides, the setup, and whether the targets are met."""
+    import torch
+
+    rows = len(s.data)
+    n_runs = rows * n_rounds
+    base_s, base_cpu, eng_s, eng_cpu = o.baseline.wall, o.baseline.cpu, o.engine.wall, o.engine.cpu
+    diff = float(np.abs(o.probs - o.base_probs).max())
     result = {
         "rows": rows,
         "max_length": max_length,
-        "mean_tokens": round(float(lengths.mean()), 1),
-        "rounds": max(1, int(rounds)),
+        "mean_tokens": round(float(s.lengths.mean()), 1),
+        "rounds": n_rounds,
         "baseline_rows_per_s": round(n_runs / base_s, 3),
         "engine_rows_per_s": round(n_runs / eng_s, 3),
         "baseline_rows_per_cpu_s": round(n_runs / base_cpu, 3) if base_cpu > 0 else None,
         "engine_rows_per_cpu_s": round(n_runs / eng_cpu, 3) if eng_cpu > 0 else None,
         "speedup": round(base_s / eng_s, 3),
-        "baseline_padding_share": round(1 - base_real / base_padded, 4),
-        "engine_padding_share": round(rep.padding_share, 4),
+        "baseline_padding_share": round(1 - o.base_real / o.base_padded, 4),
+        "engine_padding_share": round(o.rep.padding_share, 4),
         "max_abs_prob_diff": diff,
         "baseline_s": round(base_s, 2),
         "engine_s": round(eng_s, 2),
@@ -183,7 +233,7 @@ def run_ensemble_bench(members: int = 2, rows: int = 300, max_length: int = 1024
     ens = [EnsembleMember(f"m{k}", weights[k], manifest, (lambda m=m: ([(m, "cpu")], tok)), tokens_key="tiny") for k, m in enumerate(models)]
     indep_s = eng_s = 0.0
     for r in range(max(1, int(rounds))):
-        for side in (("independent", "ensemble") if r % 2 == 0 else ("ensemble", "independent")):
+        for side in abba(r, "independent", "ensemble"):
             t = time.perf_counter()
             if side == "independent":
                 indep = combine([predict_rows(m, tok, manifest, data, batch_tokens=batch_tokens, max_batch_rows=max_batch_rows)

@@ -1,7 +1,7 @@
 """`kit bench quality`: what a real pretrained LLM learns on real preference pairs, beside baselines.
 
 SmolLM2-135M-Instruct (``--model smollm2``) is fine-tuned with LoRA by ``kit train`` itself
-(`train.runner.run_training`) on hh-rlhf harmless-base pairs (``../shared/data/hh-rlhf``; the path
+(`train.classifier.run_classifier`) on hh-rlhf harmless-base pairs (``../shared/data/hh-rlhf``; the path
 is an option). The split is the kit's fixed holdout (``data.val_fraction`` with ``data.seed``);
 nothing is tuned on the held-out rows. On exactly those rows we report, each with its number of
 rows and a 95% confidence interval (normal approximation of the mean of per-row values:
@@ -104,7 +104,7 @@ def run_quality(data: Optional[Path] = None, output: Optional[Path] = None, *, m
     import torch
 
     from kaggle_kit.errors import KitError
-    from kaggle_kit.train import runner
+    from kaggle_kit.train import classifier, plan_run
 
     data = Path(data) if data else DEFAULT_DATA
     if not data.is_file():
@@ -116,20 +116,20 @@ def run_quality(data: Optional[Path] = None, output: Optional[Path] = None, *, m
         output = Path(tmp.name) / "run"
     cfg = bench_config(data, Path(output), model=model, max_length=max_length, steps=steps, batch_size=batch_size,
                        learning_rate=learning_rate, val_fraction=val_fraction, seed=seed)
-    plan = runner.plan_run(cfg)
+    plan = plan_run(cfg)
     rows = plan.dataset.rows
     train_rows = [rows[i] for i in plan.train_idx]
     val_rows = [rows[i] for i in plan.val_idx]
     evals: list = []
     hook = lambda logits, labels: evals.append((np.asarray(logits, dtype=np.float64), np.asarray(labels)))  # noqa: E731
-    runner._EVAL_HOOKS.append(hook)
-    runner._EXTRA_ARGS["eval_on_start"] = True
+    classifier._EVAL_HOOKS.append(hook)
+    classifier._EXTRA_ARGS["eval_on_start"] = True
     t0 = time.perf_counter()
     try:
-        result = runner.run_training(cfg, log=log)
+        result = classifier.run_classifier(cfg, log=log)
     finally:
-        runner._EVAL_HOOKS.remove(hook)
-        runner._EXTRA_ARGS.pop("eval_on_start", None)
+        classifier._EVAL_HOOKS.remove(hook)
+        classifier._EXTRA_ARGS.pop("eval_on_start", None)
     seconds = time.perf_counter() - t0
     from kaggle_kit.runtime.metrics import softmax
 

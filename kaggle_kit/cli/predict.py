@@ -103,7 +103,7 @@ def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, t
     if result.sample:
         click.echo(f"checked against the sample {result.sample} (the log says what was compared)")
     if result.metrics:
-        metric = next(iter(k for k in result.metrics if k == (_manifest_metric(members[0]) or "")), None) or "log_loss"
+        metric = next(iter(k for k in result.metrics if k == (result.manifest.task.get("metric", "") or "")), None) or "log_loss"
         click.echo(f"{metric} {result.metrics.get(metric, float('nan')):.4f} on {data} (all: "
                    + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()) + ")")
 
@@ -115,12 +115,6 @@ def _exit_if_unpredicted(result) -> None:
                    f"(limit {result.to_dict()['max_unpredicted_share']:.1%}, --max-unpredicted-share); {result.out_path} was "
                    f"written, but do not submit it before fixing the cause logged above", err=True)
         raise SystemExit(1)
-
-
-def _manifest_metric(adapter) -> str:
-    from kaggle_kit.runtime.manifest import Manifest
-
-    return Manifest.load(adapter).task.get("metric", "")
 
 
 def _is_parent(path) -> bool:

@@ -1,4 +1,10 @@
-"""`kit train`: fine-tune a QLoRA / LoRA / IA3 sequence classifier into a self-describing run folder."""
+"""`kit train`: fine-tune a QLoRA / LoRA / IA3 sequence classifier into a self-describing run folder.
+
+`python -m kaggle_kit.cli.train …` = `kit train …`; the entry torchrun / accelerate launch use for DDP
+(`kit train --nproc N` re-runs itself that way):
+
+    torchrun --nproc_per_node 2 -m kaggle_kit.cli.train --config kit.toml
+"""
 from __future__ import annotations
 
 import os
@@ -58,7 +64,7 @@ def _torchrun(nproc: int) -> None:
             continue
         out.append(a)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "kaggle_kit.train", *out]
+           "-m", "kaggle_kit.cli.train", *out]
     click.echo("running: " + " ".join(cmd), err=True)
     sys.exit(subprocess.call(cmd))
 
@@ -95,7 +101,7 @@ def train(config_path, overrides, fold, all_folds, output, resume, model, data, 
       kit train --all-folds --output runs/gemma2
       kit train --resume                     # continue an interrupted run
       kit train --nproc 2 --model tiny --data train.csv --output runs/ddp
-      torchrun --nproc_per_node 2 -m kaggle_kit.train --config kit.toml
+      torchrun --nproc_per_node 2 -m kaggle_kit.cli.train --config kit.toml
     """
     if nproc and nproc > 1 and "RANK" not in os.environ:
         _torchrun(nproc)
@@ -134,3 +140,7 @@ def train(config_path, overrides, fold, all_folds, output, resume, model, data, 
         metric = results[0].metrics["metric"]
         vals = [r.metrics["final"][metric] for r in results]
         click.echo(f"all folds: {metric} " + ", ".join(f"{v:.4f}" for v in vals) + f" | mean {sum(vals) / len(vals):.4f}")
+
+
+if __name__ == "__main__":
+    train(prog_name="kit train")

@@ -42,30 +42,30 @@ def build_wheels(target, out, adapter, extras, python, platforms, extras_only, s
       kit build-wheels --target freeze.txt --python-version 3.12 --extra sentencepiece==0.2.0
       kit build-wheels --dry-run
     """
-    from kaggle_kit import wheels as W
+    from kaggle_kit.wheels import build_wheels as build, list_profiles, load_profile
 
     if list_targets:
-        for name in W.list_profiles():
-            p = W.load_profile(name)
+        for name in list_profiles():
+            p = load_profile(name)
             click.echo(f"{name:22} Python {p.python}  {p.platforms[0]}  {len(p.preinstalled)} preinstalled  {p.description[:70]}…")
         return
     cfg = load(config_path, overrides)
-    result = W.build_wheels(cfg, target=target, out=out, adapter=adapter, extras=extras, check=check,
-                            dry_run=dry_run, python=python, platforms=platforms or None, progress=not quiet,
-                            runtime=not extras_only, strict=strict_image)
+    result = build(cfg, target=target, out=out, adapter=adapter, extras=extras, check=check,
+                   dry_run=dry_run, python=python, platforms=platforms or None, progress=not quiet,
+                   runtime=not extras_only, strict=strict_image)
     if as_json:
         echo_json(result.to_dict())
         return
     p = result.profile
     click.echo(f"Target {p.name}: Python {p.python} ({p.abi}), {p.platforms[0]} … {p.platforms[-1]}; "
                f"{len(p.preinstalled)} packages preinstalled")
-    rows = [(w.name, w.version, W.format_size(w.size), w.reason) for w in result.wheels]
+    rows = [(w.name, w.version, format_size(w.size), w.reason) for w in result.wheels]
     head = ("package", "version", "size", "why")
     widths = [max([len(head[i])] + [len(r[i]) for r in rows]) for i in range(3)]
     click.echo("  ".join(h.ljust(widths[i]) if i < 3 else h for i, h in enumerate(head)))
     for r in rows:
         click.echo("  ".join(c.ljust(widths[i]) if i < 3 else c for i, c in enumerate(r)))
-    total = W.format_size(result.total_size) if result.total_size else "?"
+    total = format_size(result.total_size) if result.total_size else "?"
     click.echo(f"{len(rows)} wheel(s), total {total}{' (sizes of files not yet downloaded: ?)' if dry_run else ''}")
     if result.upgrades:
         ups = ", ".join(f"{n} {a} -> {b}" for n, a, b in result.upgrades)
@@ -90,3 +90,14 @@ def build_wheels(target, out, adapter, extras, python, platforms, extras_only, s
                                       if c.installed else ""))
         for note in c.notes:
             click.echo(f"  note: {note}")
+
+
+def format_size(n: int) -> str:
+    """A file size for the table: 12.3 MB; "?" for a size not known (a wheel not downloaded yet)."""
+    if not n:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"

@@ -10,8 +10,9 @@ writes a length histogram PNG.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from kaggle_kit.errors import KitError
 
@@ -84,6 +85,17 @@ def _percentiles(values) -> dict:
     return out
 
 
+@dataclass
+class _Measured:
+    """What :func:`_measure` counted, row by row, for every truncation strategy."""
+
+    lengths: Any  # (rows, components): each component's full length
+    kept: dict  # strategy -> (rows, components): what the strategy kept of each component
+    totals: dict  # strategy -> (rows,): the encoded example's length
+    ending: dict  # strategy -> (rows, components): whether the component's last tokens survived
+    identical: dict  # strategy -> encoded rows (pairwise data only, for identical_report)
+
+
 def inspect_file(
     path,
     format: str = "auto",
@@ -124,23 +136,36 @@ def inspect_file(
 
     Raises :class:`DataError` for unusable files (the CLI prints it as ``Error: …``).
     """
-    import numpy as np
-
     from kaggle_kit.runtime.formats import read_dataset
-    from kaggle_kit.runtime.prompting import TRUNCATIONS, Encoder, PromptSpec
-
-    from kaggle_kit.runtime.identical import identical_report
-    from kaggle_kit.runtime.problems import DataError
+    from kaggle_kit.runtime.prompting import TRUNCATIONS
 
     ds = read_dataset(
         path, format, label_names=label_names, text_columns=tuple(text_columns), label_columns=tuple(label_columns),
         id_column=id_column, skip_bad_rows=True, multilabel=multilabel, seed=seed, label_join=label_join,
     )
-    kept_ids = {str(r.id) for r in ds.rows}
-    bad_label_rows = list(dict.fromkeys(str(p.id) for p in ds.problems if ds.skipped and str(p.id) not in kept_ids))
     tok, tok_name = load_inspect_tokenizer(tokenizer_path)
     unit = "characters" if isinstance(tok, CharTokenizer) else "tokens"
-    kind = ds.kind
+    encoders = _build_encoders(tok, ds.kind, max_length, shares=shares, head_fraction=head_fraction, template=template,
+                               text_template=text_template, field_shares=field_shares)
+    first = encoders[TRUNCATIONS[0]]
+    names = component_names(first)
+    overhead = int(max_length) - first.budget
+    measured = _measure(ds.rows, encoders, ds.kind, chunk, progress)
+    full_total = measured.lengths.sum(axis=1) + overhead
+    report = _report(path, ds, unit, tok_name, max_length, overhead, names, measured, full_total, encoders)
+    if plot:
+        report["plot"] = str(write_length_plot(plot, measured.lengths, names, full_total, int(max_length), unit, Path(path).name, tok_name))
+    return report
+
+
+def _build_encoders(tok, kind: str, max_length: int, *, shares, head_fraction: float, template: str,
+                    text_template: str, field_shares: Optional[dict]) -> dict:
+    """One :class:`Encoder` per truncation strategy (strategy -> encoder), all with the same spec otherwise.
+
+    A ``max_length`` the encoder refuses becomes a :class:`KitError` naming ``--max-length``."""
+    from kaggle_kit.runtime.problems import DataError
+    from kaggle_kit.runtime.prompting import TRUNCATIONS, Encoder, PromptSpec
+
     n_comp = len(COMPONENT_NAMES[kind])
     comp_shares = list(shares)[:n_comp] if len(shares) >= n_comp else [1] * n_comp
     encoders = {}
@@ -154,19 +179,11 @@ def inspect_file(
             raise
         except ValueError as exc:
             raise KitError(f"--max-length {max_length}: {exc}") from None
-    first = encoders[TRUNCATIONS[0]]
-    names = component_names(first)
-    n_comp = len(names)
-    overhead = int(max_length) - first.budget
+    return encoders
 
-    n = len(ds.rows)
-    lengths = np.zeros((n, n_comp), dtype=np.int64)
-    kept = {s: np.zeros((n, n_comp), dtype=np.int64) for s in TRUNCATIONS}
-    totals = {s: np.zeros(n, dtype=np.int64) for s in TRUNCATIONS}
-    # whether a component's last token survived (its ending / conclusion), per strategy
-    ending = {s: np.zeros((n, n_comp), dtype=bool) for s in TRUNCATIONS}
-    lead = len(first.prefix)
-    marker_lens = [len(m) for m in first.markers]
+
+def _chunk_starts(n: int, chunk: int, progress: bool):
+    """The first row of every chunk; behind a tqdm bar when ``progress`` and the file is long."""
     starts = range(0, n, chunk)
     if progress and n > 4 * chunk:
         try:
@@ -175,56 +192,97 @@ def inspect_file(
             starts = tqdm(starts, desc="tokenizing", unit="chunk", leave=False)
         except ImportError:  # pragma: no cover
             pass
-    identical = {s: [] for s in TRUNCATIONS}  # encoded rows, only for pairwise data
-    for start in starts:
-        turn_ids = first.tokenize(ds.rows[start:start + chunk])
+    return starts
+
+
+def _measure(rows: list, encoders: dict, kind: str, chunk: int, progress: bool) -> _Measured:
+    """Tokenize the rows once, chunk by chunk, and assemble them under every strategy: full and kept
+    lengths per component, encoded lengths, and whether each component's ending survived."""
+    import numpy as np
+
+    from kaggle_kit.runtime.prompting import TRUNCATIONS
+
+    first = encoders[TRUNCATIONS[0]]
+    n, n_comp = len(rows), len(component_names(first))
+    m = _Measured(
+        lengths=np.zeros((n, n_comp), dtype=np.int64),
+        kept={s: np.zeros((n, n_comp), dtype=np.int64) for s in TRUNCATIONS},
+        totals={s: np.zeros(n, dtype=np.int64) for s in TRUNCATIONS},
+        # whether a component's last token survived (its ending / conclusion), per strategy
+        ending={s: np.zeros((n, n_comp), dtype=bool) for s in TRUNCATIONS},
+        identical={s: [] for s in TRUNCATIONS},  # encoded rows, only for pairwise data
+    )
+    lead = len(first.prefix)
+    marker_lens = [len(mk) for mk in first.markers]
+    for start in _chunk_starts(n, chunk, progress):
+        turn_ids = first.tokenize(rows[start:start + chunk])
         lasts = [[_tail(turns, first.separator) for turns in t] for t in turn_ids]
         for s, enc in encoders.items():
             for k, t in enumerate(turn_ids):
                 e = enc.assemble(t)
                 if kind == "pairwise":
-                    identical[s].append(e)
+                    m.identical[s].append(e)
                 if s == TRUNCATIONS[0]:
-                    lengths[start + k] = e.lengths
-                kept[s][start + k] = e.kept
-                totals[s][start + k] = len(e.input_ids)
+                    m.lengths[start + k] = e.lengths
+                m.kept[s][start + k] = e.kept
+                m.totals[s][start + k] = len(e.input_ids)
                 pos = lead
-                for c, (m, size) in enumerate(zip(marker_lens, e.kept)):
-                    pos += m + size
+                for c, (mk, size) in enumerate(zip(marker_lens, e.kept)):
+                    pos += mk + size
                     tail = lasts[k][c]
-                    ending[s][start + k, c] = 0 < len(tail) <= size and e.input_ids[pos - len(tail):pos] == tail
+                    m.ending[s][start + k, c] = 0 < len(tail) <= size and e.input_ids[pos - len(tail):pos] == tail
+    return m
 
-    full_total = lengths.sum(axis=1) + overhead
-    length_stats = {name: _percentiles(lengths[:, i]) for i, name in enumerate(names)}
-    length_stats["total"] = _percentiles(full_total)
+
+def _truncation_stats(m: _Measured, names: list, encoders: dict, rows: list, kind: str) -> dict:
+    """Per strategy: the share of rows and of each component cut, what was kept, endings kept,
+    components dropped whole, the longest example, and pairwise rows made identical."""
+    from kaggle_kit.runtime.identical import identical_report
+    from kaggle_kit.runtime.prompting import TRUNCATIONS
+
+    lengths, n = m.lengths, len(rows)
     truncation = {}
     nonempty = lengths > 0
     for s in TRUNCATIONS:
-        cut = kept[s] < lengths
+        kept = m.kept[s]
+        cut = kept < lengths
         truncated = cut.any(axis=1)
         sums = lengths.sum(axis=0)
         truncation[s] = {
             "truncated_share": round(float(truncated.mean()) if n else 0.0, 4),
             "truncated_rows": int(truncated.sum()),
             "cut_share": {name: round(float(cut[:, i].mean()) if n else 0.0, 4) for i, name in enumerate(names)},
-            "kept_share": {name: round(float(kept[s][:, i].sum() / sums[i]) if sums[i] else 1.0, 4) for i, name in enumerate(names)},
+            "kept_share": {name: round(float(kept[:, i].sum() / sums[i]) if sums[i] else 1.0, 4) for i, name in enumerate(names)},
             # among rows where the component was cut: the share whose last token (its ending) survived
             "ending_kept_share": {
-                name: round(float(ending[s][cut[:, i], i].mean()) if cut[:, i].any() else 1.0, 4) for i, name in enumerate(names)
+                name: round(float(m.ending[s][cut[:, i], i].mean()) if cut[:, i].any() else 1.0, 4) for i, name in enumerate(names)
             },
             # non-empty components that kept nothing (the strategies promise 0 while budget remains)
-            "dropped_components": int(((kept[s] == 0) & nonempty).sum()),
-            "longest": int(totals[s].max()) if n else 0,
-            "identical_after_truncation": identical_report(encoders[s], ds.rows, identical[s], shown=10)
+            "dropped_components": int(((kept == 0) & nonempty).sum()),
+            "longest": int(m.totals[s].max()) if n else 0,
+            "identical_after_truncation": identical_report(encoders[s], rows, m.identical[s], shown=10)
             if kind == "pairwise" else {"count": 0, "ids": [], "rows": []},
         }
+    return truncation
+
+
+def _report(path, ds, unit: str, tok_name: str, max_length: int, overhead: int, names: list, m: _Measured,
+            full_total, encoders: dict) -> dict:
+    """The JSON-ready dict :func:`inspect_file` returns (``plot`` still None)."""
+    import numpy as np
+
+    n = len(ds.rows)
+    kept_ids = {str(r.id) for r in ds.rows}
+    bad_label_rows = list(dict.fromkeys(str(p.id) for p in ds.problems if ds.skipped and str(p.id) not in kept_ids))
+    length_stats = {name: _percentiles(m.lengths[:, i]) for i, name in enumerate(names)}
+    length_stats["total"] = _percentiles(full_total)
     turns = np.array([len(r.prompt) for r in ds.rows]) if n else np.zeros(0)
-    report = {
+    return {
         "path": str(path),
         "rows": n,
         "format": ds.format,
         "detected": ds.detected or "as given with --format",
-        "kind": kind,
+        "kind": ds.kind,
         "has_labels": ds.has_labels,
         "labels": ds.label_counts() if ds.has_labels else {},
         "skipped": ds.skipped,
@@ -238,12 +296,9 @@ def inspect_file(
         "components": names,
         "lengths": length_stats,
         "turns": {"max": int(turns.max()) if n else 0, "multi_turn_share": round(float((turns > 1).mean()) if n else 0.0, 4)},
-        "truncation": truncation,
+        "truncation": _truncation_stats(m, names, encoders, ds.rows, ds.kind),
         "plot": None,
     }
-    if plot:
-        report["plot"] = str(write_length_plot(plot, lengths, names, full_total, int(max_length), unit, Path(path).name, tok_name))
-    return report
 
 
 def _tail(turns: list, separator: list, k: int = 4) -> list:

@@ -21,6 +21,7 @@ from typing import Optional
 
 from kaggle_kit.config import KitConfig
 from kaggle_kit.errors import KitError
+from kaggle_kit.publish.handles import CompetitionHandle, parse_dataset_handle, parse_model_instance_handle
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # kaggle_kit/
 PACKAGE = "kaggle_kit"
@@ -247,52 +248,50 @@ def _rel_under_kaggle(path: str) -> Optional[str]:
 def kernel_inputs(cfg: KitConfig, name: str, metadata: dict) -> dict:
     """role -> {paths (relative to /kaggle, current layout first), key (kit.toml), file, file_key}."""
     inputs: dict = {}
-    kernel = cfg.kernels[name]
     comp = cfg.kaggle.competition
     test = cfg.data.test or ""
     test_rel = _rel_under_kaggle(test)
+    mounts = CompetitionHandle(comp).mount_paths() if comp else []
     if test_rel and test_rel.startswith("input/"):
         folder, _, file = test_rel.rpartition("/")
-        if comp and folder in (f"input/{comp}", f"input/competitions/{comp}"):
-            paths = [f"input/competitions/{comp}", f"input/{comp}"]
-        else:
-            paths = [folder]
+        paths = mounts if folder in mounts else [folder]
         inputs["competition"] = {"paths": paths, "key": "kaggle.competition" if comp else "data.test", "file": file, "file_key": "data.test"}
     elif comp:
         file = Path(test).name if test else "test.csv"
-        inputs["competition"] = {"paths": [f"input/competitions/{comp}", f"input/{comp}"], "key": "kaggle.competition", "file": file, "file_key": "data.test"}
-
-    from kaggle_kit.publish.metadata import instance_handle
-
-    prefixes = {}
-    for iname in kernel.instances:
-        prefixes[instance_handle(cfg, iname) + "/"] = iname
-    seen: set = set()
-    for handle in metadata.get("model_sources", []):
-        parts = handle.split("/")
-        if len(parts) != 5:
-            continue
-        owner, model, framework, instance, version = parts
-        iname = next((n for p, n in prefixes.items() if handle.startswith(p)), None)
-        inst = cfg.instances.get(iname) if iname else None
-        role = {"adapter": "adapter", "base": "base"}.get(getattr(inst, "kind", ""), iname or instance)
-        if role in seen:  # a second adapter/base: name it by its instance
-            role = iname or instance
-        seen.add(role)
-        fw = framework.lower()
+        inputs["competition"] = {"paths": mounts, "key": "kaggle.competition", "file": file, "file_key": "data.test"}
+    inputs.update(_model_inputs(cfg, name, metadata))
+    for source in metadata.get("dataset_sources", []):
+        # the shape only (a malformed source is an error naming it); `kit validate` checks Kaggle's naming rules
+        dataset = parse_dataset_handle(source, strict=False, where=f"kernels.{name}.dataset_sources")
+        is_wheels = dataset.slug == cfg.wheels.dataset_slug
+        role = "wheels" if is_wheels else dataset.slug
         inputs[role] = {
-            "paths": [f"input/models/{owner}/{model}/{fw}/{instance}/{version}", f"input/{model}/{fw}/{instance}/{version}"],
-            "key": f"instances.{iname}" if iname else f"kernels.{name}.model_sources",
+            "paths": dataset.mount_paths(),
+            "key": "wheels.dataset_slug" if is_wheels else f"kernels.{name}.dataset_sources",
             "file": "",
             "file_key": "",
         }
-    for source in metadata.get("dataset_sources", []):
-        owner, _, slug = source.partition("/")
-        is_wheels = slug == cfg.wheels.dataset_slug
-        role = "wheels" if is_wheels else slug
+    return inputs
+
+
+def _model_inputs(cfg: KitConfig, name: str, metadata: dict) -> dict:
+    """The inputs of the kernel's model sources: role (adapter/base, else the instance) -> mount paths."""
+    from kaggle_kit.publish.metadata import instance_handle
+
+    instances = {instance_handle(cfg, iname): iname for iname in cfg.kernels[name].instances}
+    inputs: dict = {}
+    seen: set = set()
+    for source in metadata.get("model_sources", []):
+        handle = parse_model_instance_handle(source, versioned=True, strict=False, where=f"kernels.{name}.model_sources")
+        iname = instances.get(handle.without_version())
+        inst = cfg.instances.get(iname) if iname else None
+        role = {"adapter": "adapter", "base": "base"}.get(getattr(inst, "kind", ""), iname or handle.instance)
+        if role in seen:  # a second adapter/base: name it by its instance
+            role = iname or handle.instance
+        seen.add(role)
         inputs[role] = {
-            "paths": [f"input/datasets/{owner}/{slug}", f"input/{slug}"],
-            "key": "wheels.dataset_slug" if is_wheels else f"kernels.{name}.dataset_sources",
+            "paths": handle.mount_paths(),
+            "key": f"instances.{iname}" if iname else f"kernels.{name}.model_sources",
             "file": "",
             "file_key": "",
         }

@@ -5,9 +5,10 @@ base, wheels, ...) are mapped to local folders by symbolic links under a tempora
 Kaggle's ``/kaggle`` (``input/...``, ``working``, ``temp``); ``KIT_KAGGLE_ROOT`` points the notebook
 at it. ``working`` is the output folder, so ``submission.csv`` lands there, next to the executed notebook.
 
-The notebook runs with nbclient in a fresh kernel of the current interpreter; its offline wheel
-install goes into a throwaway folder the kernel imports first (``PIP_TARGET``), so a local run never
-changes this Python environment. The network is cut:
+The notebook runs with nbclient in a fresh kernel of the current interpreter, driven by an executor
+child process (:mod:`kaggle_kit.notebooks.kernel_exec`); its offline wheel install goes into a
+throwaway folder the kernel imports first (``PIP_TARGET``), so a local run never changes this Python
+environment. The network is cut:
 
 - ``netns``: the executor and its kernel run in a new user + network namespace (``unshare -rn``)
   holding only a loopback interface, so no connection can leave the machine;
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from kaggle_kit.errors import KitError
+from kaggle_kit.notebooks.kernel_exec import ROOT_ENV  # noqa: F401  (the child sets it; still importable from here)
 
 NETWORK_MODES = ("auto", "netns", "guard")
-ROOT_ENV = "KIT_KAGGLE_ROOT"
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 GUARD_SOURCE = '''\
 """kit run-local network guard: any connection or name lookup off the loopback fails."""
@@ -140,25 +139,12 @@ class CellFailed(KitError):
 # --------------------------------------------------------------------------- network modes
 
 
-def _lo_up() -> None:
-    """Bring the loopback interface up (inside a fresh network namespace it starts down)."""
-    import fcntl
-    import socket
-    import struct
-
-    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        req = struct.pack("16sh", b"lo", 0)
-        flags = struct.unpack("16sh", fcntl.ioctl(s, SIOCGIFFLAGS, req)[:18])[1]
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
-
-
 def netns_available() -> tuple:
     """(True, '') when `unshare -rn` can start this interpreter with a working loopback, else (False, why)."""
     unshare = shutil.which("unshare")
     if not unshare or not sys.platform.startswith("linux"):
         return False, "no `unshare` here (Linux util-linux)"
-    probe = "import kaggle_kit.notebooks.run_local as r; r._lo_up(); import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); c=socket.create_connection(s.getsockname()); print('ok')"
+    probe = "import kaggle_kit.notebooks.kernel_exec as r; r._lo_up(); import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); c=socket.create_connection(s.getsockname()); print('ok')"
     try:
         proc = subprocess.run([unshare, "-rn", sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -268,27 +254,10 @@ def run_notebook(
                      {"competition": "data/", "adapter": "runs/tiny", "base": "models/tiny"}, "out")
     """
     started = time.monotonic()
-    notebook_path = Path(notebook_path)
-    if not notebook_path.is_file():
-        raise KitError(f"{notebook_path}: no such notebook; render it first with `kit render`")
-    if network not in NETWORK_MODES:
-        raise KitError(f"network={network!r}: use one of {', '.join(NETWORK_MODES)}")
-    nb = json.loads(notebook_path.read_text(encoding="utf-8"))
-    specs = notebook_inputs(nb)
+    notebook_path, specs = _open_notebook(notebook_path, network)
     out_dir = Path(out_dir).resolve()
     given = _default_inputs(specs, dict(inputs or {}), log)
-
-    mode = network
-    if network in ("auto", "netns"):
-        ok, why = netns_available()
-        if ok:
-            mode = "netns"
-        elif network == "netns":
-            raise KitError(f"network namespace unavailable here ({why}); use --network guard")
-        else:
-            mode = "guard"
-            log(f"network: no network namespace here ({why}); using the socket guard")
-
+    mode = _network_mode(network, log)
     root = Path(tempfile.mkdtemp(prefix="kit-kaggle-"))
     try:
         mapped = prepare_root(specs, given, root, out_dir, log)
@@ -297,45 +266,10 @@ def run_notebook(
             old.unlink()
             log(f"removed the previous {old}")
         executed = out_dir / notebook_path.name
-        spec = {
-            "notebook": str(notebook_path.resolve()),
-            "executed": str(executed),
-            "root": str(root),
-            "mode": mode,
-            "timeout": timeout,
-            "result": str(root / "run-result.json"),
-        }
-        if mode == "guard":
-            guard = root / "guard"
-            guard.mkdir()
-            (guard / "sitecustomize.py").write_text(GUARD_SOURCE, encoding="utf-8")
-            spec["guard"] = str(guard)
-        spec_path = root / "run-spec.json"
-        spec_path.write_text(json.dumps(spec), encoding="utf-8")
-        cmd = [sys.executable, "-m", "kaggle_kit.notebooks.run_local", str(spec_path)]
-        if mode == "netns":
-            cmd = [shutil.which("unshare"), "-rn"] + cmd
-        log(f"network: {'cut off (new network namespace, loopback only)' if mode == 'netns' else 'guarded (non-loopback connections fail)'}")
-        log(f"running {notebook_path} in a fresh kernel ({sys.executable})")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=str(root))
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "Parent appears to have exited" in line:  # the kernel's notice when the executor stops it
-                continue
-            log(line.rstrip("\n"))
-        rc = proc.wait()
-        result_path = Path(spec["result"])
-        if not result_path.is_file():
-            raise KitError(f"the notebook executor exited with status {rc} before reporting a result (see the lines above)")
-        result = json.loads(result_path.read_text(encoding="utf-8"))
-        if result.get("error"):
-            err = result["error"]
-            if err.get("cell") is not None:
-                raise CellFailed(err["cell"], err.get("source", ""), err.get("traceback", ""), executed if executed.exists() else None)
-            raise KitError(f"the notebook could not run: {err.get('message')}")
+        spec_path, spec = _write_spec(root, notebook_path, executed, mode, timeout)
+        rc = _launch(spec_path, mode, notebook_path, root, log)
+        times = _read_result(Path(spec["result"]), rc, executed)
         submission = out_dir / "submission.csv"
-        times = [CellTime(**c) for c in result.get("cells", [])]
         log(f"done in {time.monotonic() - started:.1f}s: {executed}" + (f", {submission}" if submission.exists() else ""))
         return RunResult(
             notebook_path=executed,
@@ -353,131 +287,81 @@ def run_notebook(
             shutil.rmtree(root, ignore_errors=True)
 
 
-# --------------------------------------------------------------------------- the executor (child process)
+def _open_notebook(notebook_path, network: str) -> tuple:
+    """(path, input roles recorded by `kit render`), after checking the notebook exists and ``network``."""
+    notebook_path = Path(notebook_path)
+    if not notebook_path.is_file():
+        raise KitError(f"{notebook_path}: no such notebook; render it first with `kit render`")
+    if network not in NETWORK_MODES:
+        raise KitError(f"network={network!r}: use one of {', '.join(NETWORK_MODES)}")
+    nb = json.loads(notebook_path.read_text(encoding="utf-8"))
+    return notebook_path, notebook_inputs(nb)
 
 
-def _first_line(source: str) -> str:
-    for line in source.splitlines():
-        if line.strip():
-            return line.strip()[:90]
-    return ""
+def _network_mode(network: str, log) -> str:
+    """'netns' or 'guard' for ``network``: ``auto`` takes a namespace where one works here, else the guard."""
+    if network not in ("auto", "netns"):
+        return network
+    ok, why = netns_available()
+    if ok:
+        return "netns"
+    if network == "netns":
+        raise KitError(f"network namespace unavailable here ({why}); use --network guard")
+    log(f"network: no network namespace here ({why}); using the socket guard")
+    return "guard"
 
 
-def _stream_text(text: str) -> list:
-    lines = []
-    for line in text.split("\n"):
-        line = line.rsplit("\r", 1)[-1].rstrip()
-        if line:
-            lines.append(line)
-    return lines
+def _write_spec(root: Path, notebook_path: Path, executed: Path, mode: str, timeout: Optional[float]) -> tuple:
+    """Write ``root/run-spec.json`` for the executor child (and, in ``guard`` mode, the guard's
+    ``sitecustomize`` it puts on the kernel's path); returns (its path, the spec)."""
+    spec = {
+        "notebook": str(notebook_path.resolve()),
+        "executed": str(executed),
+        "root": str(root),
+        "mode": mode,
+        "timeout": timeout,
+        "result": str(root / "run-result.json"),
+    }
+    if mode == "guard":
+        guard = root / "guard"
+        guard.mkdir()
+        (guard / "sitecustomize.py").write_text(GUARD_SOURCE, encoding="utf-8")
+        spec["guard"] = str(guard)
+    spec_path = root / "run-spec.json"
+    spec_path.write_text(json.dumps(spec), encoding="utf-8")
+    return spec_path, spec
 
 
-def _execute(spec_path: str) -> int:
-    """Run in the child: execute the notebook, print per-cell times, write the result JSON."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, DeadKernelError
-
-    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    result: dict = {"cells": []}
-
-    def say(text: str) -> None:
-        print(text, flush=True)
-
-    if spec["mode"] == "netns":
-        _lo_up()
-    os.environ[ROOT_ENV] = spec["root"]
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # The notebook's offline install goes into a throwaway folder that the kernel imports first:
-    # a local run never changes this Python environment.
-    site = Path(spec["root"]) / "temp" / "site-packages"
-    site.mkdir(parents=True, exist_ok=True)
-    os.environ["PIP_TARGET"] = str(site)
-    os.environ["KIT_LOCAL_RUN"] = "1"
-    front = ([spec["guard"]] if spec.get("guard") else []) + [str(site)]
-    os.environ["PYTHONPATH"] = os.pathsep.join(front + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-
-    nb = nbformat.read(spec["notebook"], as_version=4)
-    code_cells = sum(1 for c in nb.cells if c.cell_type == "code")
-    started = {"n": 0}
-
-    class Client(NotebookClient):
-        async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
-            if cell.cell_type != "code":
-                return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
-            t0 = time.monotonic()
-            started["n"] += 1
-            say(f"[cell {cell_index:>2}] started ({started['n']}/{code_cells} code cells)  {_first_line(cell.source)}")
-            try:
-                return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
-            finally:
-                dt = time.monotonic() - t0
-                first = _first_line(cell.source)
-                result["cells"].append({"index": cell_index, "seconds": dt, "first_line": first})
-                say(f"[cell {cell_index:>2}] {dt:7.2f}s  {first}")
-
-        def output(self, outs, msg, display_id, cell_index):
-            embedded = self.nb.cells[cell_index].source.startswith("%%writefile")
-            if msg.get("msg_type") == "stream" and not embedded:
-                for line in _stream_text(msg["content"].get("text", "")):
-                    say(f"    | {line}")
-            return super().output(outs, msg, display_id, cell_index)
-
-    kernel_name = _kernel_spec(Path(spec["root"]))
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import KernelManager
-
-    ksm = KernelSpecManager(kernel_dirs=[str(Path(spec["root"]) / "kernels")])
-    # IPC (Unix sockets in the root) rather than TCP: nothing listens on a port, even on the loopback
-    km = KernelManager(kernel_name=kernel_name, kernel_spec_manager=ksm, transport="ipc", ip=str(Path(spec["root"]) / "kernel-ipc"))
-    client = Client(
-        nb,
-        km=km,
-        timeout=spec.get("timeout"),
-        kernel_name=kernel_name,
-        resources={"metadata": {"path": str(Path(spec["root"]) / "working")}},
-        record_timing=True,
-    )
-    say(f"executing {code_cells} code cells")
-    try:
-        client.execute()
-    except CellExecutionError as exc:
-        index = result["cells"][-1]["index"] if result["cells"] else None
-        tb = ""
-        if index is not None:
-            errors = [o for o in nb.cells[index].get("outputs", []) if o.get("output_type") == "error"]
-            if errors:
-                tb = "\n".join(errors[-1].get("traceback", [])) or f"{errors[-1].get('ename')}: {errors[-1].get('evalue')}"
-        tb = _ANSI.sub("", tb or str(exc))
-        result["error"] = {"cell": index, "source": nb.cells[index].source if index is not None else "", "traceback": tb}
-    except DeadKernelError as exc:
-        last = result["cells"][-1]["index"] if result["cells"] else None
-        result["error"] = {"cell": last, "source": nb.cells[last].source if last is not None else "", "traceback": f"the kernel died: {exc}"}
-    except Exception as exc:  # kernel start-up problems and the like
-        result["error"] = {"cell": None, "message": f"{type(exc).__name__}: {exc}"}
-    finally:
-        Path(spec["executed"]).parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, spec["executed"])
-        Path(spec["result"]).write_text(json.dumps(result), encoding="utf-8")
-    return 1 if result.get("error") else 0
+def _launch(spec_path: Path, mode: str, notebook_path: Path, root: Path, log) -> int:
+    """Start the executor child (:mod:`kaggle_kit.notebooks.kernel_exec`, inside ``unshare -rn`` in
+    ``netns`` mode), pass its lines to ``log`` as they come, and return its exit status."""
+    cmd = [sys.executable, "-m", "kaggle_kit.notebooks.kernel_exec", str(spec_path)]
+    if mode == "netns":
+        cmd = [shutil.which("unshare"), "-rn"] + cmd
+    log(f"network: {'cut off (new network namespace, loopback only)' if mode == 'netns' else 'guarded (non-loopback connections fail)'}")
+    log(f"running {notebook_path} in a fresh kernel ({sys.executable})")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=str(root))
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "Parent appears to have exited" in line:  # the kernel's notice when the executor stops it
+            continue
+        log(line.rstrip("\n"))
+    return proc.wait()
 
 
-def _kernel_spec(root: Path) -> str:
-    """A kernelspec running ipykernel on this interpreter (not whatever `python3` points at)."""
-    name = "kit-run-local"
-    folder = root / "kernels" / name
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (kit run-local)",
-        "language": "python",
-    }), encoding="utf-8")
-    return name
-
-
-if __name__ == "__main__":  # the executor child: python -m kaggle_kit.notebooks.run_local SPEC.json
-    sys.exit(_execute(sys.argv[1]))
+def _read_result(result_path: Path, rc: int, executed: Path) -> list:
+    """The cell times the executor reported; raises CellFailed (or a KitError) for the error it reported,
+    and a KitError when it stopped before reporting anything."""
+    if not result_path.is_file():
+        raise KitError(f"the notebook executor exited with status {rc} before reporting a result (see the lines above)")
+    result = json.loads(result_path.read_text(encoding="utf-8"))
+    if result.get("error"):
+        err = result["error"]
+        if err.get("cell") is not None:
+            raise CellFailed(err["cell"], err.get("source", ""), err.get("traceback", ""), executed if executed.exists() else None)
+        raise KitError(f"the notebook could not run: {err.get('message')}")
+    return [CellTime(**c) for c in result.get("cells", [])]
 
 
 # --------------------------------------------------------------------------- `kit demo` step

@@ -30,7 +30,9 @@ import warnings as pywarnings
 from pathlib import Path
 from typing import Iterable, Optional
 
+from kaggle_kit.publish import handles as hd
 from kaggle_kit.publish import metadata as md
+
 # The client's defaults for absent keys (kaggle 2.2.4 `kernels_push`).
 BOOL_DEFAULTS = {"is_private": True, "enable_gpu": False, "enable_tpu": False, "enable_internet": True}
 
@@ -71,42 +73,21 @@ def _without_prefix(src: str, kind: str) -> tuple[str, Optional[str]]:
     url = _URL.match(text)
     if url:
         text = text[url.end():]
-    parts = text.strip("/").split("/")
-    if len(parts) > 1 and parts[0].lower() in PAGE_PREFIXES[kind]:
-        return "/".join(parts[1:]), (url.group(0) if url else "") + parts[0] + "/"
+    head, slash, rest = text.strip("/").partition("/")  # a page type, then the handle
+    if slash and head.lower() in PAGE_PREFIXES[kind]:
+        return rest, (url.group(0) if url else "") + head + "/"
     if url:
         return text.strip("/"), url.group(0)
     return src, None
 
 
-def _versioned(src: str, what: str, where: str, slug_min: int = 0) -> list[str]:
-    """``owner/slug`` or ``owner/slug/VERSION`` with an integer VERSION."""
-    parts = src.split("/")
-    form = f"'owner/{what}-slug' or 'owner/{what}-slug/VERSION'"
-    if len(parts) not in (2, 3) or not all(parts):
-        return [f"{where}: {what} source {src!r} must be {form}"]
-    p = md_slug(parts[0], f"{what} source {src!r} owner", where, md.OWNER_RE, "owner")
-    p += md_slug(parts[1], f"{what} source {src!r} slug", where)
-    if slug_min and len(parts[1]) < slug_min:
-        p.append(f"{where}: {what} source {src!r}: the slug must be at least {slug_min} characters (kaggle client)")
-    if len(parts) == 3 and (not parts[2].isdigit() or int(parts[2]) < 1):
-        p.append(f"{where}: {what} source {src!r}: the third part {parts[2]!r} must be a version number >= 1 "
-                 f"(Kaggle reads 'owner/slug/VERSION'); write {form}")
-    return p
+# Kaggle's slug syntax (the client's `_validate_slug_syntax`), kept under its old name.
+md_slug = hd.slug_problems
 
 
-def md_slug(value, field: str, where: str, pattern=md.SLUG_RE, what="slug") -> list[str]:
-    """Kaggle's slug syntax (the client's `_validate_slug_syntax`)."""
-    if not isinstance(value, str) or not pattern.match(value):
-        rule = "lowercase letters, digits and single hyphens" + (", or underscores" if pattern is md.OWNER_RE else "")
-        fix = md.slugify(str(value)) if isinstance(value, str) else ""
-        hint = f" (e.g. {fix!r})" if fix and fix != value else ""
-        return [f"{where}: {field} = {value!r} is not a valid {what}: use {rule}, not starting or ending with one{hint}"]
-    return []
-
-
-def check_sources(meta: dict, where: str, model_source_check) -> list[str]:
-    """Every source list: a list of strings, no page-type prefix, the right number of parts."""
+def check_sources(meta: dict, where: str, model_source_check=None) -> list[str]:
+    """Every source list: a list of strings, no page-type prefix, the handle's shape and Kaggle's rules
+    (`kaggle_kit.publish.handles`; dataset and kernel sources may pin a version, model sources must)."""
     p: list[str] = []
     for key, kind in (("dataset_sources", "dataset"), ("kernel_sources", "kernel"),
                       ("competition_sources", "competition"), ("model_sources", "model")):
@@ -127,13 +108,15 @@ def check_sources(meta: dict, where: str, model_source_check) -> list[str]:
                          f"drop the prefix: {bare!r}")
                 continue
             if kind == "dataset":
-                p += _versioned(src, "dataset", where)
+                p += hd.check_dataset(src, where, named=f"dataset source {src!r}")[1]
             elif kind == "kernel":
-                p += _versioned(src, "kernel", where, slug_min=5)
+                p += hd.check_kernel(src, where, named=f"kernel source {src!r}")[1]
             elif kind == "competition":
-                p += md_slug(src, "competition source", where)
-            else:
+                p += hd.check_competition(src, where, named="competition source")[1]
+            elif model_source_check is not None:
                 p += model_source_check(src, where)
+            else:
+                p += hd.check_model_instance(src, where, versioned=True, named=f"model source {src!r}")[1]
     return p
 
 

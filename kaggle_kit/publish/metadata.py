@@ -14,38 +14,35 @@ asks for ``version = "latest"``, a *resolver* turns it into a number:
 - ``resolve=kaggle_kit.publish.push.kaggle_resolver(api)``: asks Kaggle (what `kit push-kernel` uses).
 
 A resolver is any callable ``(owner, model_slug, framework, instance_slug) -> int``.
+Handles are built as the typed values of `kaggle_kit.publish.handles` (whose slug and framework
+rules are re-exported here) and written with ``str()``; nothing here joins or splits them by hand.
 This module imports only the standard library and the kit's light modules (no torch, no kaggle).
 """
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from pathlib import Path
 from typing import Callable, Optional
 
 from kaggle_kit.config import KitConfig
 from kaggle_kit.errors import KitError
+from kaggle_kit.publish.handles import (  # noqa: F401  (the slug and framework rules, re-exported: md.SLUG_RE etc.)
+    FRAMEWORKS,
+    INSTANCE_SLUG_RE,
+    OWNER_RE,
+    SLUG_RE,
+    DatasetHandle,
+    KernelHandle,
+    ModelInstanceHandle,
+    canonical_framework,
+    parse_model_instance_handle,
+    slugify,
+)
 from kaggle_kit.templating import render_metadata
 
 Resolver = Callable[[str, str, str, str], int]
 
 PUBLISHED_FILE = Path(".kit") / "published.json"
-
-# Kaggle's slug rules (the client's `_validate_slug_syntax`): lowercase alphanumerics and single
-# hyphens; owners (and instance slugs, e.g. keras' `gemma_2b_en`) may also use underscores.
-SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-OWNER_RE = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$")
-INSTANCE_SLUG_RE = OWNER_RE
-
-# The frameworks of kagglesdk's `ModelFramework` enum (0.1.37), in the spelling of Kaggle's model
-# handles (e.g. google/gemma/pyTorch/2b). `unspecified` and `api` are left out: they cannot hold
-# uploaded files. A PEFT adapter is published as `transformers` (there is no `peft`).
-FRAMEWORKS = (
-    "transformers", "pyTorch", "jax", "flax", "keras", "tensorFlow1", "tensorFlow2", "tfLite",
-    "tfJs", "pax", "maxText", "gemmaCpp", "ggml", "gguf", "coral", "scikitLearn", "mxnet", "onnx",
-    "tensorRtLlm", "triton", "vllm", "other",
-)
 
 # Dataset licences Kaggle accepts (Kaggle/kaggle-api docs/datasets_metadata.md).
 DATASET_LICENSES = (
@@ -134,26 +131,6 @@ def owner(cfg: KitConfig) -> str:
     return name
 
 
-def slugify(text: str) -> str:
-    """The slug Kaggle derives from a title (the kaggle client uses python-slugify; same result)."""
-    try:
-        from slugify import slugify as _slugify  # python-slugify, a dependency of kaggle
-
-        return _slugify(text)
-    except ImportError:  # pragma: no cover - fallback close to python-slugify's defaults
-        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-        return re.sub(r"[^a-z0-9]+", "-", text).strip("-")
-
-
-def canonical_framework(name: str) -> Optional[str]:
-    """Kaggle's spelling of a framework name (any case, with or without _/-), or None when unknown."""
-    key = re.sub(r"[_\-\s]", "", str(name)).lower()
-    for fw in FRAMEWORKS:
-        if fw.lower() == key:
-            return fw
-    return None
-
-
 def model_license_name(name: str) -> Optional[str]:
     """Kaggle's model licence name for ``name`` (exact name or a short alias), or None."""
     for lic in MODEL_LICENSES:
@@ -177,8 +154,7 @@ def dataset_metadata(cfg: KitConfig, description: str = "") -> dict:
     return render_metadata(
         "dataset-metadata.json",
         dict(
-            owner=owner(cfg),
-            slug=cfg.wheels.dataset_slug,
+            id=str(DatasetHandle(owner(cfg), cfg.wheels.dataset_slug)),
             title=cfg.wheels.dataset_title,
             license=dataset_license_name(cfg.wheels.license) or cfg.wheels.license,
             is_private=True,
@@ -215,8 +191,9 @@ def kernel_title(cfg: KitConfig, name: str) -> str:
     return kernel_config(cfg, name).title or kernel_slug(cfg, name)
 
 
-def kernel_ref(cfg: KitConfig, name: str) -> str:
-    return f"{owner(cfg)}/{kernel_slug(cfg, name)}"
+def kernel_ref(cfg: KitConfig, name: str) -> KernelHandle:
+    """The kernel's ``owner/slug`` (its ``id``)."""
+    return KernelHandle(owner(cfg), kernel_slug(cfg, name))
 
 
 def kernel_metadata(
@@ -234,15 +211,14 @@ def kernel_metadata(
     """
     kernel = kernel_config(cfg, name)
     who = owner(cfg)
-    datasets = [f"{who}/{cfg.wheels.dataset_slug}"]
+    datasets = [str(DatasetHandle(who, cfg.wheels.dataset_slug))]
     for src in kernel.dataset_sources:
         if src not in datasets:
             datasets.append(src)
     return render_metadata(
         "kernel-metadata.json",
         dict(
-            owner=who,
-            slug=kernel_slug(cfg, name),
+            id=str(KernelHandle(who, kernel_slug(cfg, name))),
             title=kernel_title(cfg, name),
             code_file=code_file,
             is_private=kernel.is_private,
@@ -261,30 +237,38 @@ def model_sources(cfg: KitConfig, name: str, resolve: Optional[Resolver] = None)
     kernel = kernel_config(cfg, name)
     out = []
     for inst_name in kernel.instances:
-        who, model_slug, fw, slug = instance_handle(cfg, inst_name).split("/")
-        version = str(instance_config(cfg, inst_name).version)
-        if version.isdigit():
-            number = int(version)
-        elif resolve is None:
-            raise KitError(
-                f"kernels.{name}: instance {inst_name!r} asks for version 'latest', which needs a number: "
-                f"pin it in kit.toml (instances.{inst_name}.version = 1), push it first with "
-                f"`kit push-model --instance {inst_name}` (the pushed version is recorded), or run "
-                f"`kit push-kernel {name}` with Kaggle credentials, which asks Kaggle for the latest version"
-            )
-        else:
-            number = resolve(who, model_slug, fw, slug)
-            if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-                raise KitError(f"kernels.{name}: the latest version of {who}/{model_slug}/{fw}/{slug} resolved to {number!r}, not a positive integer")
-        out.append(f"{who}/{model_slug}/{fw}/{slug}/{number}")
+        handle = instance_handle(cfg, inst_name)
+        out.append(str(handle.with_version(_instance_version(cfg, name, inst_name, handle, resolve))))
     for src in kernel.model_sources:
-        parts = str(src).split("/")
-        if len(parts) == 5 and canonical_framework(parts[2]):
-            parts[2] = canonical_framework(parts[2])
-        src = "/".join(parts)
+        try:  # the framework in Kaggle's spelling; a malformed source stays as written for `kit validate` to name
+            src = str(parse_model_instance_handle(str(src), versioned=True, strict=False))
+        except KitError:
+            src = str(src)
         if src not in out:
             out.append(src)
     return out
+
+
+def _instance_version(cfg: KitConfig, name: str, inst_name: str, handle: ModelInstanceHandle,
+                      resolve: Optional[Resolver]) -> int:
+    """The version of instance ``inst_name`` that kernel ``name`` mounts: kit.toml's number, or 'latest' resolved."""
+    version = str(instance_config(cfg, inst_name).version)
+    if version.isdigit():
+        if int(version) < 1:
+            raise KitError(f"instances.{inst_name}.version = {version!r}: Kaggle numbers versions from 1; "
+                           f"set instances.{inst_name}.version to 1 or more, or 'latest'")
+        return int(version)
+    if resolve is None:
+        raise KitError(
+            f"kernels.{name}: instance {inst_name!r} asks for version 'latest', which needs a number: "
+            f"pin it in kit.toml (instances.{inst_name}.version = 1), push it first with "
+            f"`kit push-model --instance {inst_name}` (the pushed version is recorded), or run "
+            f"`kit push-kernel {name}` with Kaggle credentials, which asks Kaggle for the latest version"
+        )
+    number = resolve(handle.owner, handle.model, handle.framework, handle.instance)
+    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+        raise KitError(f"kernels.{name}: the latest version of {handle} resolved to {number!r}, not a positive integer")
+    return number
 
 
 def published_resolver(root: str | Path = ".") -> Resolver:
@@ -292,7 +276,7 @@ def published_resolver(root: str | Path = ".") -> Resolver:
     record = read_published(root)
 
     def resolve(who: str, model_slug: str, framework: str, slug: str) -> int:
-        handle = f"{who}/{model_slug}/{framework}/{slug}"
+        handle = str(ModelInstanceHandle(who, model_slug, framework, slug))
         if handle not in record:
             raise KitError(
                 f"{handle}: no pushed version recorded in {Path(root) / PUBLISHED_FILE}; push it with "
@@ -313,10 +297,11 @@ def read_published(root: str | Path = ".") -> dict:
         return {}
 
 
-def record_published(root: str | Path, handle: str, version: int, **extra) -> Path:
+def record_published(root: str | Path, handle: ModelInstanceHandle | str, version: int, **extra) -> Path:
+    """Record ``version`` as the pushed version of instance ``handle`` (unversioned ``owner/model/framework/instance``)."""
     path = Path(root) / PUBLISHED_FILE
     data = read_published(root)
-    data[handle] = {"version": int(version), **extra}
+    data[str(handle)] = {"version": int(version), **extra}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
@@ -338,10 +323,10 @@ def instance_framework(cfg: KitConfig, name: str) -> str:
     return canonical_framework(fw) or fw
 
 
-def instance_handle(cfg: KitConfig, name: str) -> str:
-    """``owner/model-slug/framework/instance-slug`` (no version)."""
+def instance_handle(cfg: KitConfig, name: str) -> ModelInstanceHandle:
+    """``owner/model-slug/framework/instance-slug`` (no version) of instance ``name`` of kit.toml."""
     inst = instance_config(cfg, name)
-    return f"{owner(cfg)}/{inst.model_slug}/{instance_framework(cfg, name)}/{instance_slug(cfg, name)}"
+    return ModelInstanceHandle(owner(cfg), inst.model_slug, instance_framework(cfg, name), instance_slug(cfg, name))
 
 
 def instance_source(cfg: KitConfig, name: str, root: str | Path = ".") -> Path:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from kaggle_kit.publish import handles as hd
 from kaggle_kit.publish import metadata as md
 from kaggle_kit.publish import model_card
 from kaggle_kit.publish import uploads as up
@@ -241,7 +242,7 @@ def push_dataset(cfg: KitConfig, folder: Optional[str] = None, root: str | os.Pa
     elif not meta:
         raise KitError(f"{src} has no dataset-metadata.json; write one (id, title, licenses) or push the wheel set (`kit push-dataset`)")
     _raise_problems(vd.check_dataset_metadata(meta, str(meta_file)), "push-dataset")
-    slug = meta["id"].split("/")[1]
+    slug = hd.parse_dataset_handle(meta["id"], versioned=False, where=str(meta_file)).slug  # checked just above
     staged = fresh_stage(root, "dataset", slug)
     stage_tree(src, staged, exclude=("dataset-metadata.json",), secrets=_secrets())
     if not any(staged.iterdir()):
@@ -297,28 +298,28 @@ def push_model(cfg: KitConfig, instance: str, root: str | os.PathLike = ".", ver
         (files_dir / "README.md").write_text(model_meta["description"], encoding="utf-8")
     write_json(files_dir / "model-instance-metadata.json", inst_meta)
     write_json(model_dir / "model-metadata.json", model_meta)
-    handle = md.instance_handle(cfg, instance)
-    result = PushResult("model", instance, "dry-run", handle, stage,
+    handle = md.instance_handle(cfg, instance)  # owner/model/framework/instance, no version
+    result = PushResult("model", instance, "dry-run", str(handle), stage,
                         {"model-metadata.json": model_meta, "model-instance-metadata.json": inst_meta}, _listing(files_dir),
                         notes=[f"warning: {n}" for n in notes])
     if dry_run:
         return result
     api = api or open_api()
-    model_ref = f"{model_meta['ownerSlug']}/{model_meta['slug']}"
+    model_ref = str(handle.model_handle)  # the ownerSlug/slug of model-metadata.json
     if call(f"model {model_ref}", api.model_get, model_ref, missing_ok=True) is None:
         check_response(f"create model {model_ref}", call(f"create model {model_ref}", api.model_create_new, str(model_dir)))
         result.notes.append(f"created model {model_ref}")
-    before = call(f"model instance {handle}", api.model_instance_get, handle, missing_ok=True)
+    before = call(f"model instance {handle}", api.model_instance_get, str(handle), missing_ok=True)
     if before is None:
         resp = call(f"create instance {handle}", api.model_instance_create, str(files_dir), quiet=True, dir_mode="tar")
         result.action = "create"
     else:
-        resp = call(f"new version of {handle}", api.model_instance_version_create, handle, str(files_dir),
+        resp = call(f"new version of {handle}", api.model_instance_version_create, str(handle), str(files_dir),
                     version_notes=version_notes or "kit push-model", quiet=True, dir_mode="tar")
         result.action = "version"
     check_response(f"push-model {handle}", resp)
     result.url = getattr(resp, "url", "") or ""
-    after = call(f"model instance {handle}", api.model_instance_get, handle, missing_ok=True)
+    after = call(f"model instance {handle}", api.model_instance_get, str(handle), missing_ok=True)
     version = getattr(after, "version_number", 0) or 0
     if not version:
         version = 1 if before is None else (getattr(before, "version_number", 0) or 0) + 1
@@ -331,7 +332,7 @@ def kaggle_resolver(api) -> md.Resolver:
     """Resolve 'latest' to the instance's current version number on Kaggle."""
 
     def resolve(who: str, model_slug: str, framework: str, slug: str) -> int:
-        handle = f"{who}/{model_slug}/{framework}/{slug}"
+        handle = str(hd.ModelInstanceHandle(who, model_slug, framework, slug))
         got = call(f"model instance {handle}", api.model_instance_get, handle, missing_ok=True)
         if got is None or not getattr(got, "version_number", 0):
             raise KitError(f"{handle} is not on Kaggle; push it first with `kit push-model --instance {slug}`")
@@ -406,7 +407,7 @@ def push_kernel(cfg: KitConfig, name: str, root: str | os.PathLike = ".", accele
 
 
 def kernel_status(cfg: KitConfig, name: str, api=None) -> dict:
-    ref = md.kernel_ref(cfg, name)
+    ref = str(md.kernel_ref(cfg, name))
     api = api or open_api()
     resp = call(f"status of {ref}", api.kernels_status, ref)
     status = getattr(resp, "status", "")
@@ -417,7 +418,7 @@ def kernel_status(cfg: KitConfig, name: str, api=None) -> dict:
 def kernel_output(cfg: KitConfig, name: str, out: Optional[str] = None, root: str | os.PathLike = ".", api=None) -> dict:
     """Download the kernel's output files (the submission) and its log into ``out``
     (default ``<root>/outputs/<name>``)."""
-    ref = md.kernel_ref(cfg, name)
+    ref = str(md.kernel_ref(cfg, name))
     folder = Path(out) if out else Path(root) / "outputs" / name
     folder.mkdir(parents=True, exist_ok=True)
     api = api or open_api()

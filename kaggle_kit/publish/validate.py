@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
+from kaggle_kit.publish import handles as hd
 from kaggle_kit.publish import kernel_checks as kc
 from kaggle_kit.publish import metadata as md
 from kaggle_kit.publish import model_card as mc
 from kaggle_kit.publish import uploads as up
 from kaggle_kit.errors import KitError
 
-_slug = kc.md_slug
+_slug = hd.slug_problems
 
 # The placeholders `kaggle kernels init`, `datasets init`, `models init` and `models instances init`
 # write; the client refuses them ("Default ... detected, please change values before uploading").
@@ -53,34 +54,19 @@ def _placeholders(meta: dict, where: str) -> list[str]:
 def check_model_source(src, where: str) -> list[str]:
     """``owner/model/framework/instance/VERSION`` with an integer version (the client's
     `validate_model_instance_version_string`) and a framework of kagglesdk's `ModelFramework`."""
-    parts = str(src).split("/")
-    if not isinstance(src, str) or len(parts) != 5 or not all(parts):
-        return [f"{where}: model source {src!r} must have 5 parts owner/model-slug/framework/instance-slug/VERSION, e.g. 'me/gemma2-adapter/transformers/peft-lora-classifier/1'"]
-    who, model, fw, inst, version = parts
-    problems = _slug(who, "owner", where, md.OWNER_RE, "owner") + _slug(model, "model slug", where)
-    problems += _slug(inst, "instance slug", where, md.INSTANCE_SLUG_RE, "instance slug")
-    if not md.canonical_framework(fw):
-        problems.append(f"{where}: model source {src!r}: framework {fw!r} is not one Kaggle knows ({', '.join(md.FRAMEWORKS)}); a PEFT adapter is 'transformers'")
-    if not version.isdigit() or int(version) < 1:
-        problems.append(f"{where}: model source {src!r}: version {version!r} must be an integer >= 1 (Kaggle has no 'latest' here)")
-    return problems
+    return hd.check_model_instance(src, where, versioned=True, named=f"model source {src!r}")[1]
 
 
 def _kernel_id(meta: dict, where: str) -> list[str]:
     """``id`` = ``owner/slug`` (no version: `kernels_push`), or ``id_no``; title slugifies to the id."""
-    p: list[str] = []
     ref, title = meta.get("id"), meta.get("title")
     if not ref and not meta.get("id_no"):
         return [f"{where}: id is missing; set it to 'owner/kernel-slug' (the client: \"ID or slug must be specified\")"]
-    if ref:
-        parts = str(ref).split("/")
-        if len(parts) != 2:
-            return [f"{where}: id = {ref!r} must be 'owner/kernel-slug' (no version)"]
-        p += _slug(parts[0], "id owner", where, md.OWNER_RE, "owner") + _slug(parts[1], "id slug", where)
-        if len(parts[1]) < 5:
-            p.append(f"{where}: id slug {parts[1]!r} must be at least 5 characters")
-        if isinstance(title, str) and title and md.slugify(title) != parts[1]:
-            p.append(f"{where}: title {title!r} gives the slug {md.slugify(title)!r}, not the id's {parts[1]!r}; make the title slugify to the id (or leave kernels.<name>.title empty)")
+    if not ref:
+        return []
+    handle, p = hd.check_kernel(ref, where, versioned=False, named=f"id = {ref!r}", parts_named="id")
+    if handle and isinstance(title, str) and title and md.slugify(title) != handle.slug:
+        p.append(f"{where}: title {title!r} gives the slug {md.slugify(title)!r}, not the id's {handle.slug!r}; make the title slugify to the id (or leave kernels.<name>.title empty)")
     return p
 
 
@@ -104,7 +90,7 @@ def check_kernel_metadata(meta: dict, where: str = "kernel-metadata.json", folde
         p.append(f"{where}: enable_internet is {shown}, but the kernel uses competition {meta['competition_sources']}: "
                  "competition submissions must run with internet off; set enable_internet false")
     kc.check_machine_shape(meta, flags["enable_gpu"], flags["enable_tpu"], where, p, warnings, extra_shapes)
-    p += kc.check_sources(meta, where, check_model_source)
+    p += kc.check_sources(meta, where)
     return p
 
 
@@ -113,15 +99,14 @@ def check_dataset_metadata(meta: dict, where: str = "dataset-metadata.json", war
     licence, subtitle 20-80) plus slug syntax, id = slug of the title and Kaggle's licence names."""
     p: list[str] = _placeholders(meta, where)
     ref, title = meta.get("id"), meta.get("title")
-    parts = str(ref or "").split("/")
-    if len(parts) != 2 or not all(parts):
-        p.append(f"{where}: id = {ref!r} must be 'owner/dataset-slug'")
-    else:
-        p += _slug(parts[0], "id owner", where, md.OWNER_RE, "owner") + _slug(parts[1], "id slug", where)
-        if not 6 <= len(parts[1]) <= 50:
-            p.append(f"{where}: id slug {parts[1]!r} must be 6-50 characters (it has {len(parts[1])})")
-        if isinstance(title, str) and md.slugify(title) != parts[1]:
-            p.append(f"{where}: title {title!r} gives the slug {md.slugify(title)!r}, not the id's {parts[1]!r}; make them match (wheels.dataset_title / dataset_slug)")
+    handle, id_problems = hd.check_dataset(ref, where, versioned=False, named=f"id = {ref!r}", parts_named="id")
+    p += id_problems
+    if handle:
+        slug = handle.slug
+        if not 6 <= len(slug) <= 50:  # the client's `dataset_create_new`
+            p.append(f"{where}: id slug {slug!r} must be 6-50 characters (it has {len(slug)})")
+        if isinstance(title, str) and md.slugify(title) != slug:
+            p.append(f"{where}: title {title!r} gives the slug {md.slugify(title)!r}, not the id's {slug!r}; make them match (wheels.dataset_title / dataset_slug)")
     if not isinstance(title, str) or not 6 <= len(title) <= 50:
         p.append(f"{where}: title = {title!r} must be 6-50 characters")
     lic = meta.get("licenses")
@@ -282,7 +267,7 @@ def _wheels(cfg, root: Path, who: str, secrets) -> list[str]:
     wheels = wheels if wheels.is_absolute() else root / wheels
     if not wheels.is_dir() or not any(wheels.iterdir()):
         if cfg.kernels:
-            p.append(f"wheels.out: {wheels} is missing or empty, and kernels mount it as {who}/{cfg.wheels.dataset_slug}; run `kit build-wheels`")
+            p.append(f"wheels.out: {wheels} is missing or empty, and kernels mount it as {hd.DatasetHandle(who, cfg.wheels.dataset_slug)}; run `kit build-wheels`")
     else:
         p += up.check_upload(wheels, ("dataset-metadata.json",), secrets)[1]
     return p

@@ -198,8 +198,10 @@ def resolve_base_path(manifest, base_path=None) -> str:
     )
 
 
-def load_for_generation(adapter_dir, base_path=None, quantization: Optional[str] = None, device: Optional[str] = None):
-    """(model, tokenizer, manifest) of an SFT run folder, ready for :func:`generate_texts`."""
+def load_for_generation(adapter_dir, base_path=None, quantization: Optional[str] = None, device: Optional[str] = None,
+                        manifest=None):
+    """(model, tokenizer, manifest) of an SFT run folder, ready for :func:`generate_texts`.
+    ``manifest``: its kit_manifest.json already read (else read here)."""
     import torch
     from peft import PeftModel
 
@@ -208,7 +210,7 @@ def load_for_generation(adapter_dir, base_path=None, quantization: Optional[str]
     from .precision import half_dtype_for
 
     adapter_dir = Path(adapter_dir)
-    manifest = Manifest.load(adapter_dir)
+    manifest = Manifest.load(adapter_dir) if manifest is None else manifest
     if manifest.kind != "sft":
         raise ValueError(
             f"{adapter_dir}: task.kind is {manifest.kind!r}, not 'sft'; use `kit predict` for classifier adapters"
@@ -422,6 +424,23 @@ def _write_table(path: Path, records: list, columns: list) -> None:
     os.replace(tmp, path)
 
 
+@dataclass
+class _GenerationJob:
+    """What :func:`generate_file` settles before generating: the model and its manifest (read once), the
+    instruction rows (formats.Dataset ``data``, ``rows`` after the limit), the resolved settings, template and
+    stop strings, and each row's prompt token ids."""
+
+    model: object
+    tokenizer: object
+    manifest: object
+    data: object
+    rows: list
+    settings: dict
+    template: str
+    stops: list
+    prompts: list
+
+
 @quiet_known_warnings()  # the listed harmless library warnings only, only during the call
 def generate_file(
     adapter_dir,
@@ -439,58 +458,86 @@ def generate_file(
     metrics_path=None,
     side_by_side_path=None,
     model_and_tokenizer=None,
+    manifest=None,
 ) -> GenerateResult:
     """Generate an answer for every row of ``data_path`` with the SFT run folder ``adapter_dir``.
 
     Writes ``out_path`` (``.csv``, ``.jsonl`` or ``.json``; columns id, answer). When the data has
     reference outputs, also writes ``metrics_path`` (default: ``metrics.json`` beside ``out_path``)
     and ``side_by_side_path`` (default: ``side_by_side.csv`` beside it). ``limit`` keeps the first N
-    rows (to read a few answers before paying for the whole file).
+    rows (to read a few answers before paying for the whole file). ``manifest``: the run folder's
+    kit_manifest.json already read (e.g. by the notebook's version check), else read here, once.
     """
-    from .formats import read_dataset
-
     started = time.time()
     out_path = Path(out_path)
     if out_path.suffix.lower() not in (".csv", ".jsonl", ".json"):
         raise ValueError(f"--out {out_path}: use a .csv, .jsonl or .json file name")
-    if model_and_tokenizer is not None:
-        from .manifest import Manifest
-
-        model, tokenizer = model_and_tokenizer
-        manifest = Manifest.load(adapter_dir)
-    else:
-        model, tokenizer, manifest = load_for_generation(adapter_dir, base_path=base_path, quantization=quantization, device=device)
-    tokenizer.padding_side = "left"
-    data = read_dataset(data_path, manifest.task.get("format") or "instructions")
-    if data.kind != "instructions":
-        raise ValueError(f"{data_path}: read as {data.format!r} rows; SFT generation needs instruction/input(/output) rows")
-    rows = data.rows[:limit] if limit else data.rows
-    settings = generation_settings(manifest, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    template = resolve_template(tokenizer, settings["template"])
-    stops = settings["stop_strings"] or default_stop_strings(template)
-    max_length = int(manifest.prompt.get("max_length", 1024))
-    prompts = [encode_prompt(tokenizer, template, r.prompt[0], r.prompt[1] if len(r.prompt) > 1 else "", max_length) for r in rows]
+    job = _prepare_generation(adapter_dir, data_path, manifest, model_and_tokenizer, limit,
+                              dict(max_new_tokens=max_new_tokens, batch_size=batch_size),
+                              dict(base_path=base_path, quantization=quantization, device=device))
+    settings = job.settings
     log(
-        f"generating {len(rows)} answer(s) with {adapter_dir}: template {template}, "
+        f"generating {len(job.rows)} answer(s) with {adapter_dir}: template {job.template}, "
         f"max_new_tokens {settings['max_new_tokens']}, {'sampling' if settings['do_sample'] else 'greedy'}, "
         f"batch size {settings['batch_size']}"
     )
     t0 = time.time()
     stats: dict = {}
     answers = generate_texts(
-        model, tokenizer, prompts,
+        job.model, job.tokenizer, job.prompts,
         max_new_tokens=settings["max_new_tokens"], batch_size=settings["batch_size"], batch_tokens=settings["batch_tokens"],
-        stop_strings=stops, do_sample=settings["do_sample"], temperature=settings["temperature"],
+        stop_strings=job.stops, do_sample=settings["do_sample"], temperature=settings["temperature"],
         top_p=settings["top_p"], top_k=settings["top_k"], seed=settings["seed"], progress=progress, stats=stats,
     )
-    gen_seconds = time.time() - t0
-    generated = int(stats.get("generated_tokens", 0))
+    result = _write_answers(job, answers, out_path, time.time() - t0, int(stats.get("generated_tokens", 0)), log)
+    references = [r.response_a[0] if r.response_a else None for r in job.rows]
+    if any(ref is not None for ref in references):
+        _write_scores(job, answers, references, result, Path(metrics_path) if metrics_path else out_path.with_name("metrics.json"),
+                      Path(side_by_side_path) if side_by_side_path else out_path.with_name("side_by_side.csv"),
+                      {"data": str(data_path), "adapter": str(adapter_dir)}, log)
+    result.seconds = time.time() - started
+    log(f"wrote {out_path} ({result.rows} rows, {result.empty_answers} empty, {result.seconds:.1f} s, "
+        f"{result.generated_tokens:,} generated tokens, {result.new_tokens_per_second:.1f} generated tokens/s)")
+    return result
+
+
+def _prepare_generation(adapter_dir, data_path, manifest, model_and_tokenizer, limit, overrides: dict, load: dict) -> _GenerationJob:
+    """The model (``model_and_tokenizer``, else loaded with ``load``'s base_path, quantization and device) and
+    its manifest (read once, unless given), the instruction rows, the settings (the manifest's generation
+    block with non-None ``overrides``), template, stop strings and left-padded prompts' token ids.
+
+    Raises ValueError when the data is not instruction rows."""
+    from .formats import read_dataset
+
+    if model_and_tokenizer is not None:
+        from .manifest import Manifest
+
+        model, tokenizer = model_and_tokenizer
+        manifest = Manifest.load(adapter_dir) if manifest is None else manifest
+    else:
+        model, tokenizer, manifest = load_for_generation(adapter_dir, manifest=manifest, **load)
+    tokenizer.padding_side = "left"
+    data = read_dataset(data_path, manifest.task.get("format") or "instructions")
+    if data.kind != "instructions":
+        raise ValueError(f"{data_path}: read as {data.format!r} rows; SFT generation needs instruction/input(/output) rows")
+    rows = data.rows[:limit] if limit else data.rows
+    settings = generation_settings(manifest, **overrides)
+    template = resolve_template(tokenizer, settings["template"])
+    stops = settings["stop_strings"] or default_stop_strings(template)
+    max_length = int(manifest.prompt.get("max_length", 1024))
+    prompts = [encode_prompt(tokenizer, template, r.prompt[0], r.prompt[1] if len(r.prompt) > 1 else "", max_length) for r in rows]
+    return _GenerationJob(model, tokenizer, manifest, data, rows, settings, template, stops, prompts)
+
+
+def _write_answers(job: _GenerationJob, answers: list, out_path: Path, gen_seconds: float, generated: int, log) -> GenerateResult:
+    """``out_path`` written (id, answer); the result's figures; a warning naming the rows with empty answers."""
+    rows = job.rows
     empty = [r.id for r, a in zip(rows, answers) if not (a or "").strip()]
     _write_table(out_path, [{"id": r.id, "answer": a} for r, a in zip(rows, answers)], ["id", "answer"])
     result = GenerateResult(
         out_path=str(out_path), rows=len(rows), seconds=0.0,
         new_tokens_per_second=generated / gen_seconds if gen_seconds > 0 else 0.0,
-        template=template, max_new_tokens=settings["max_new_tokens"], problems=[str(p) for p in data.problems[:20]],
+        template=job.template, max_new_tokens=job.settings["max_new_tokens"], problems=[str(p) for p in job.data.problems[:20]],
         generated_tokens=generated, empty_answers=len(empty), empty_ids=empty,
     )
     if empty:
@@ -498,27 +545,26 @@ def generate_file(
         log(f"warning: {len(empty)} of {len(rows)} answers are empty after stripping (the model generated only whitespace, "
             f"end-of-sequence or a stop string); first ids: {shown}. Check the prompt template (training and generation "
             f"must match), max_new_tokens and whether the run learned anything")
-    references = [r.response_a[0] if r.response_a else None for r in rows]
-    if any(ref is not None for ref in references):
-        metrics = score_texts(answers, references)
-        metrics_path = Path(metrics_path) if metrics_path else out_path.with_name("metrics.json")
-        side_path = Path(side_by_side_path) if side_by_side_path else out_path.with_name("side_by_side.csv")
-        metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        metrics_path.write_text(json.dumps({**metrics, "data": str(data_path), "adapter": str(adapter_dir)}, indent=2) + "\n")
-        side = []
-        for r, ref, a in zip(rows, references, answers):
-            s = score_row(a, ref) if ref is not None else {}
-            side.append({
-                "id": r.id, "instruction": r.prompt[0], "input": r.prompt[1] if len(r.prompt) > 1 else "",
-                "reference": ref, "answer": a, **{k: round(v, 4) for k, v in s.items()},
-            })
-        _write_table(side_path, side, ["id", "instruction", "input", "reference", "answer", "exact_match", "token_f1", "rouge_l"])
-        result.metrics, result.metrics_path, result.side_by_side_path = metrics, str(metrics_path), str(side_path)
-        log(
-            f"exact match {metrics['exact_match']:.4f}, token F1 {metrics['token_f1']:.4f}, "
-            f"ROUGE-L {metrics['rouge_l']:.4f} over {metrics['rows']} row(s) with a reference"
-        )
-    result.seconds = time.time() - started
-    log(f"wrote {out_path} ({len(rows)} rows, {len(empty)} empty, {result.seconds:.1f} s, {generated:,} generated tokens, "
-        f"{result.new_tokens_per_second:.1f} generated tokens/s)")
     return result
+
+
+def _write_scores(job: _GenerationJob, answers: list, references: list, result: GenerateResult, metrics_path: Path,
+                  side_path: Path, origin: dict, log) -> None:
+    """Rows with a reference output: ``metrics_path`` (exact match, token F1, ROUGE-L, plus ``origin``: data and
+    adapter) and ``side_path`` (id, instruction, input, reference, answer, per-row scores); noted in ``result``."""
+    metrics = score_texts(answers, references)
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text(json.dumps({**metrics, **origin}, indent=2) + "\n")
+    side = []
+    for r, ref, a in zip(job.rows, references, answers):
+        s = score_row(a, ref) if ref is not None else {}
+        side.append({
+            "id": r.id, "instruction": r.prompt[0], "input": r.prompt[1] if len(r.prompt) > 1 else "",
+            "reference": ref, "answer": a, **{k: round(v, 4) for k, v in s.items()},
+        })
+    _write_table(side_path, side, ["id", "instruction", "input", "reference", "answer", "exact_match", "token_f1", "rouge_l"])
+    result.metrics, result.metrics_path, result.side_by_side_path = metrics, str(metrics_path), str(side_path)
+    log(
+        f"exact match {metrics['exact_match']:.4f}, token F1 {metrics['token_f1']:.4f}, "
+        f"ROUGE-L {metrics['rouge_l']:.4f} over {metrics['rows']} row(s) with a reference"
+    )

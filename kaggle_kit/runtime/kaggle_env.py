@@ -111,14 +111,16 @@ def activate(folder: str, log: Callable[[str], None] = print) -> dict:
     return info
 
 
-def check_library_versions(adapter_dir, log: Callable[[str], None] = print, strict: bool = True) -> List[str]:
+def check_library_versions(adapter_dir, log: Callable[[str], None] = print, strict: bool = True, manifest=None) -> List[str]:
     """Compare the installed libraries with those the adapter was trained with (its kit_manifest.json).
 
-    Prints each warning; raises RuntimeError listing the errors (when ``strict``). Returns the warnings.
+    ``manifest``: that file already read (the notebook reads it once and hands it to the prediction
+    too); else it is read from ``adapter_dir``. Prints each warning; raises RuntimeError listing the
+    errors (when ``strict``). Returns the warnings.
     """
     from .manifest import Manifest, check_versions
 
-    manifest = Manifest.load(adapter_dir)
+    manifest = Manifest.load(adapter_dir) if manifest is None else manifest
     warnings, errors = check_versions(manifest)
     for w in warnings:
         log(f"warning: {w}")

@@ -8,7 +8,11 @@ repacking off on every `Linear4bit` right after loading.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
+
+from .manifest import Manifest
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
 
@@ -142,8 +146,6 @@ def quantization_for(manifest_quant: Optional[dict], override: Optional[str]) ->
 
 def is_merged_folder(folder) -> bool:
     """A folder written by `kit merge` (full model + manifest, no adapter_config.json)."""
-    from pathlib import Path
-
     folder = Path(folder)
     return (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file()
 
@@ -222,7 +224,26 @@ class quiet_head_report:
         return False
 
 
-def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] = None, device=None, merged: Optional[bool] = False, dtype: Optional[str] = None, log=None):
+@dataclass
+class LoadPlan:
+    """What every device's copy of one run folder shares, checked and decided once before any weights load.
+
+    ``source``: the folder the weights load from (the base, or the merged folder itself);
+    ``quantization``: the dict to load with (before the per-device 4-bit compute dtype); ``heads``: the
+    base's head and pooler module names (None for a merged folder); ``tokenizer_dir``: where the
+    tokenizer is read (the run folder when it saved one, else the base)."""
+
+    adapter_dir: Path
+    manifest: Manifest
+    merged: bool
+    source: Path
+    quantization: dict
+    heads: Optional[list]
+    tokenizer_dir: Path
+
+
+def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] = None, device=None, merged: Optional[bool] = False,
+                       dtype: Optional[str] = None, log=None, manifest: Optional[Manifest] = None):
     """(model, tokenizer, manifest) ready for prediction from a run folder's ``kit_manifest.json``.
 
     - the base loads in the quantization it was trained with, or ``quantization`` ('none'|'4bit'|'8bit');
@@ -230,17 +251,29 @@ def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] 
       ``merged=True`` or auto-detected, the merged model loads directly);
     - the pad token comes from the tokenizer saved with the adapter (right padding);
     - compatibility (base, labels, library versions) is checked before any weights load.
+
+    ``manifest``: the folder's kit_manifest.json already read (else read here). Loading one folder on
+    several devices: :func:`plan_load` once, then :func:`load_planned` per device.
     """
-    from pathlib import Path
+    plan = plan_load(adapter_dir, manifest, base_path=base_path, quantization=quantization, merged=merged, log=log)
+    model, tokenizer = load_planned(plan, device, dtype)
+    return model, tokenizer, plan.manifest
 
-    import torch
 
+def plan_load(adapter_dir, manifest: Optional[Manifest] = None, *, base_path=None, quantization: Optional[str] = None,
+              merged: Optional[bool] = False, log=None) -> LoadPlan:
+    """The device-independent half of :func:`load_for_inference`: the library versions, the base and the
+    adapter's tensors checked (config files and safetensors headers only; warnings and notes to ``log``),
+    the weights' folder, quantization and tokenizer folder chosen. ``manifest``: read here when None.
+
+    Raises CompatibilityError naming the problem and the fix.
+    """
     from .basecheck import BaseCheckError, check_adapter_tensors
-    from .manifest import CompatibilityError, Manifest, check_compatible, check_versions
+    from .manifest import CompatibilityError, check_compatible, check_versions
 
     log = log or (lambda *a, **k: None)
     adapter_dir = Path(adapter_dir)
-    manifest = Manifest.load(adapter_dir)
+    manifest = Manifest.load(adapter_dir) if manifest is None else manifest
     heads = None
     warns, errors = check_versions(manifest)
     for w in warns:
@@ -248,7 +281,6 @@ def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] 
     if errors:
         raise CompatibilityError("; ".join(errors))
     merged = bool(merged) or is_merged_folder(adapter_dir)
-    device = str(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
     if merged:
         source = adapter_dir
         q = quantization_for({"mode": "none"}, quantization)
@@ -267,32 +299,30 @@ def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] 
         except BaseCheckError as exc:
             raise CompatibilityError(str(exc)) from None
         q = quantization_for(manifest.quantization, quantization)
+    tok_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else source
+    return LoadPlan(adapter_dir, manifest, merged, source, q, heads, tok_dir)
+
+
+def load_planned(plan: LoadPlan, device=None, dtype: Optional[str] = None, tokenizer=None) -> tuple:
+    """(model, tokenizer): ``plan``'s model on ``device`` (default: the first GPU, else the CPU), in eval
+    mode, without KV cache. ``dtype``: None = the device's own half precision on a GPU (bf16 where native,
+    else fp16; a merged folder's saved dtype where it fits), float32 on the CPU. ``tokenizer``: one
+    already loaded for this plan (replicas on several devices share it); else loaded (right padding)."""
+    import torch
+
+    device = str(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
+    q = dict(plan.quantization)
     if q.get("mode") == "4bit":
         q["compute_dtype"] = _compute_dtype_for(device, q.get("compute_dtype", "bfloat16"))
-    tok_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else source
-    tokenizer = load_tokenizer(tok_dir, padding_side="right")
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(plan.tokenizer_dir, padding_side="right")
     if dtype is None and q.get("mode", "none") == "none":
-        saved = (manifest.training or {}).get("merged", {}).get("dtype") if merged else None
+        saved = (plan.manifest.training or {}).get("merged", {}).get("dtype") if plan.merged else None
         if device.startswith("cuda"):
             dtype = _compute_dtype_for(device, saved)  # None: the device's own half precision
         else:
             dtype = "float32"
     device_map = {"": device} if q.get("mode", "none") != "none" else None
-    with load_errors(f"{source}: cannot load the base model", "pass --base with the folder the adapter was trained on"), \
-            quiet_head_report(not merged, heads):
-        model = load_base(
-            source, num_labels=len(manifest.labels) or 2, quantization=q, dtype=dtype, device_map=device_map,
-            label_names=manifest.labels or None, pad_token_id=tokenizer.pad_token_id,
-            problem_type="multi_label_classification" if manifest.kind == "multilabel" else None,
-        )
-    if not merged:
-        from peft import PeftModel
-
-        with load_errors(f"{adapter_dir}: cannot attach the adapter to {source}", "retrain with `kit train` or pass the base it was trained on"):
-            model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
-        from .precision import keep_head_fp32
-
-        keep_head_fp32(model)  # the head computes in float32 on a 16-bit base, as it trained
+    model = _build_model(plan, q, dtype, device_map, tokenizer)
     if device_map is None:
         model = model.to(device)
     model.eval()
@@ -300,4 +330,27 @@ def load_for_inference(adapter_dir, base_path=None, quantization: Optional[str] 
     if cfg is not None:
         cfg.pad_token_id = tokenizer.pad_token_id
         cfg.use_cache = False
-    return model, tokenizer, manifest
+    return model, tokenizer
+
+
+def _build_model(plan: LoadPlan, q: dict, dtype: Optional[str], device_map, tokenizer):
+    """The base (or merged model) loaded as asked, the adapter attached with its head kept in float32;
+    loading errors become CompatibilityErrors naming the folder and the fix."""
+    manifest, source = plan.manifest, plan.source
+    with load_errors(f"{source}: cannot load the base model", "pass --base with the folder the adapter was trained on"), \
+            quiet_head_report(not plan.merged, plan.heads):
+        model = load_base(
+            source, num_labels=len(manifest.labels) or 2, quantization=q, dtype=dtype, device_map=device_map,
+            label_names=manifest.labels or None, pad_token_id=tokenizer.pad_token_id,
+            problem_type="multi_label_classification" if manifest.kind == "multilabel" else None,
+        )
+    if plan.merged:
+        return model
+    from peft import PeftModel
+
+    with load_errors(f"{plan.adapter_dir}: cannot attach the adapter to {source}", "retrain with `kit train` or pass the base it was trained on"):
+        model = PeftModel.from_pretrained(model, str(plan.adapter_dir), is_trainable=False)
+    from .precision import keep_head_fp32
+
+    keep_head_fp32(model)  # the head computes in float32 on a 16-bit base, as it trained
+    return model

@@ -54,15 +54,20 @@ def submission_style(ds, manifest, data_path=None, sample=None, decide: Optional
     return spec, sample_path
 
 
-def load_replicas(adapter_dir, devices: list, *, base_path=None, quantization=None, log: Optional[Callable] = None) -> tuple:
-    """([(model, device)], tokenizer): one replica per distinct device; repeated CPU workers share it."""
-    from .modeling import load_for_inference
+def load_replicas(adapter_dir, devices: list, *, base_path=None, quantization=None, log: Optional[Callable] = None,
+                  manifest=None) -> tuple:
+    """([(model, device)], tokenizer): one replica per distinct device; repeated CPU workers share it.
 
+    The run folder is checked once (:func:`runtime.modeling.plan_load`: versions, base, adapter tensors;
+    warnings and notes to ``log``) and its replicas share one tokenizer. ``manifest``: the folder's
+    kit_manifest.json already read (else read here, once)."""
+    from .modeling import load_planned, plan_load
+
+    plan = plan_load(adapter_dir, manifest, base_path=base_path, quantization=quantization, log=log)
     replicas, loaded, tokenizer = [], {}, None
     for d in devices:
         if d not in loaded:
-            model, tokenizer, _ = load_for_inference(adapter_dir, base_path=base_path, quantization=quantization, device=d, log=log if not loaded else None)
-            loaded[d] = model
+            loaded[d], tokenizer = load_planned(plan, d, tokenizer=tokenizer)
         replicas.append((loaded[d], d))
     return replicas, tokenizer
 

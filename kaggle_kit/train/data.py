@@ -5,7 +5,7 @@
 - :class:`PadCollator`: dynamic padding to the longest example of the batch (rounded up to a
   multiple of 8), or fixed padding to ``max_length`` (the seeds' way, for `kit bench train`).
 - Length-grouped sampling: the Trainer's `LengthGroupedSampler`, fed the precomputed
-  ``EncodedDataset.lengths`` (see `runner.KitTrainer`).
+  ``EncodedDataset.lengths`` (see `classifier.KitTrainer`).
 """
 from __future__ import annotations
 

@@ -53,120 +53,128 @@ def make_callback(log: Callable[[str], None], metric: str = "", val_rows: int = 
     """A TrainerCallback printing the kit's lines (see the module docstring)."""
     from transformers import TrainerCallback
 
-    class KitLog(TrainerCallback):
-        def __init__(self):
-            self.mode = style()
-            self.t0 = None
-            self.eval_time = 0.0
-            self.eval_since_log = 0.0
-            self.last_t = None
-            self.last_step = 0
-            self.last_tokens = 0
-            self.train_bar = None
+    class KitLog(LogLines, TrainerCallback):
+        """:class:`LogLines` as a TrainerCallback."""
+
+    return KitLog(log, metric, val_rows, val_tokens)
+
+
+class LogLines:
+    """The callback's behaviour (the Trainer's ``on_*`` events → the kit's lines and bars); a mixin, so that
+    this module imports no transformers until :func:`make_callback` runs."""
+
+    def __init__(self, log: Callable[[str], None], metric: str = "", val_rows: int = 0, val_tokens: int = 0):
+        self.log, self.metric, self.val_rows, self.val_tokens = log, metric, val_rows, val_tokens
+        self.mode = style()
+        self.t0 = None
+        self.eval_time = 0.0
+        self.eval_since_log = 0.0
+        self.last_t = None
+        self.last_step = 0
+        self.last_tokens = 0
+        self.train_bar = None
+        self.eval_bar = None
+        self.phase = "eval"  # label of the next prediction pass ("final evaluation -> oof.csv")
+        self.best = None
+
+    # -- helpers
+    def say(self, line: str) -> None:
+        if self.train_bar is not None:
+            self.train_bar.write(line)
+        else:
+            self.log(line)
+
+    def eta(self, state) -> str:
+        now = time.perf_counter()
+        done = state.global_step
+        if not self.t0 or not done or not state.max_steps:
+            return f"elapsed {duration(now - self.t0 if self.t0 else 0)}"
+        per_step = (now - self.t0) / done
+        return f"elapsed {duration(now - self.t0)} ETA {duration(per_step * max(state.max_steps - done, 0))}"
+
+    def head(self, tag: str, state) -> str:
+        return f"{tag} step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f}"
+
+    # -- training
+    def on_train_begin(self, args, state, control, **kw):
+        self.t0 = self.last_t = time.perf_counter()
+        self.last_step, self.last_tokens = state.global_step, state.num_input_tokens_seen or 0
+        if self.mode == "bar" and state.is_world_process_zero:
+            from kaggle_kit.runtime.progress import Progress
+
+            self.train_bar = Progress(state.max_steps, "train", "step", log=self.log)
+            self.train_bar.update(state.global_step)
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.train_bar is not None:
+            self.train_bar.update(1)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if not state.is_world_process_zero or not logs:
+            return
+        if any(k.startswith("eval_") for k in logs):
+            return  # on_evaluate prints the evaluation line
+        if "train_loss" in logs:  # the Trainer's end-of-training summary
+            self.say(f"[train] finished: {state.global_step} steps in {duration(logs['train_runtime'])}, "
+                     f"mean training loss {fmt(logs.get('train_loss', float('nan')))}")
+            return
+        now = time.perf_counter()
+        vals = [f"loss {fmt(logs['loss'])}"] if "loss" in logs else []
+        if "grad_norm" in logs:
+            vals.append(f"grad_norm {fmt(float(logs['grad_norm']))}")
+        if "learning_rate" in logs:
+            vals.append(f"lr {float(logs['learning_rate']):.2e}")
+        vals += [f"{k} {fmt(v)}" for k, v in logs.items()
+                 if k not in ("loss", "grad_norm", "learning_rate") and k not in _TRAIN_BOOKKEEPING
+                 and not k.startswith("train_") and isinstance(v, (int, float))]
+        dt = max(now - (self.last_t or now) - self.eval_since_log, 1e-9)  # training time only
+        self.eval_since_log = 0.0
+        steps = state.global_step - self.last_step
+        samples = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
+        tokens = (state.num_input_tokens_seen or 0) - self.last_tokens
+        speed = (f"{tokens / dt:,.0f} tokens/s " if tokens > 0 else "") + f"{samples / dt:,.1f} samples/s"
+        self.last_t, self.last_step, self.last_tokens = now, state.global_step, state.num_input_tokens_seen or 0
+        self.say(f"{self.head('[train]', state)} | {' '.join(vals)} | {speed} | {self.eta(state)}")
+
+    # -- evaluation bars (terminal only) and lines
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kw):
+        if self.mode != "bar" or not state.is_world_process_zero:
+            return
+        if self.eval_bar is None:
+            from kaggle_kit.runtime.progress import Progress
+
+            total = len(eval_dataloader) if eval_dataloader is not None and hasattr(eval_dataloader, "__len__") else None
+            self.eval_bar = Progress(total, self.phase, "batch", log=self.log)
+        self.eval_bar.update(1)
+
+    def _close_eval_bar(self):
+        if self.eval_bar is not None:
+            self.eval_bar.close(summary=False)  # the [eval] line follows
             self.eval_bar = None
-            self.phase = "eval"  # label of the next prediction pass ("final evaluation -> oof.csv")
-            self.best = None
 
-        # -- helpers
-        def say(self, line: str) -> None:
-            if self.train_bar is not None:
-                self.train_bar.write(line)
-            else:
-                log(line)
+    def on_predict(self, args, state, control, metrics=None, **kw):
+        self._close_eval_bar()
 
-        def eta(self, state) -> str:
-            now = time.perf_counter()
-            done = state.global_step
-            if not self.t0 or not done or not state.max_steps:
-                return f"elapsed {duration(now - self.t0 if self.t0 else 0)}"
-            per_step = (now - self.t0) / done
-            return f"elapsed {duration(now - self.t0)} ETA {duration(per_step * max(state.max_steps - done, 0))}"
+    def on_evaluate(self, args, state, control, metrics=None, **kw):
+        self._close_eval_bar()
+        if not state.is_world_process_zero or not metrics:
+            return
+        runtime = float(metrics.get("eval_runtime", 0.0) or 0.0)
+        self.eval_time += runtime
+        self.eval_since_log += runtime
+        speed = []
+        if runtime > 0:
+            rows = self.val_rows or metrics.get("eval_samples_per_second", 0) * runtime
+            speed.append(f"{rows / runtime:,.1f} rows/s")
+            if self.val_tokens:
+                speed.append(f"{self.val_tokens / runtime:,.0f} tokens/s")
+        self.say(f"{self.head('[eval] ', state)} | {metric_text(metrics, self.metric)} | {' '.join(speed) or '-'} | {self.eta(state)}")
 
-        def head(self, tag: str, state) -> str:
-            return f"{tag} step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f}"
-
-        # -- training
-        def on_train_begin(self, args, state, control, **kw):
-            self.t0 = self.last_t = time.perf_counter()
-            self.last_step, self.last_tokens = state.global_step, state.num_input_tokens_seen or 0
-            if self.mode == "bar" and state.is_world_process_zero:
-                from kaggle_kit.runtime.progress import Progress
-
-                self.train_bar = Progress(state.max_steps, "train", "step", log=log)
-                self.train_bar.update(state.global_step)
-
-        def on_step_end(self, args, state, control, **kw):
-            if self.train_bar is not None:
-                self.train_bar.update(1)
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            if not state.is_world_process_zero or not logs:
-                return
-            if any(k.startswith("eval_") for k in logs):
-                return  # on_evaluate prints the evaluation line
-            if "train_loss" in logs:  # the Trainer's end-of-training summary
-                self.say(f"[train] finished: {state.global_step} steps in {duration(logs['train_runtime'])}, "
-                         f"mean training loss {fmt(logs.get('train_loss', float('nan')))}")
-                return
-            now = time.perf_counter()
-            vals = [f"loss {fmt(logs['loss'])}"] if "loss" in logs else []
-            if "grad_norm" in logs:
-                vals.append(f"grad_norm {fmt(float(logs['grad_norm']))}")
-            if "learning_rate" in logs:
-                vals.append(f"lr {float(logs['learning_rate']):.2e}")
-            vals += [f"{k} {fmt(v)}" for k, v in logs.items()
-                     if k not in ("loss", "grad_norm", "learning_rate") and k not in _TRAIN_BOOKKEEPING
-                     and not k.startswith("train_") and isinstance(v, (int, float))]
-            dt = max(now - (self.last_t or now) - self.eval_since_log, 1e-9)  # training time only
-            self.eval_since_log = 0.0
-            steps = state.global_step - self.last_step
-            samples = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
-            tokens = (state.num_input_tokens_seen or 0) - self.last_tokens
-            speed = (f"{tokens / dt:,.0f} tokens/s " if tokens > 0 else "") + f"{samples / dt:,.1f} samples/s"
-            self.last_t, self.last_step, self.last_tokens = now, state.global_step, state.num_input_tokens_seen or 0
-            self.say(f"{self.head('[train]', state)} | {' '.join(vals)} | {speed} | {self.eta(state)}")
-
-        # -- evaluation bars (terminal only) and lines
-        def on_prediction_step(self, args, state, control, eval_dataloader=None, **kw):
-            if self.mode != "bar" or not state.is_world_process_zero:
-                return
-            if self.eval_bar is None:
-                from kaggle_kit.runtime.progress import Progress
-
-                total = len(eval_dataloader) if eval_dataloader is not None and hasattr(eval_dataloader, "__len__") else None
-                self.eval_bar = Progress(total, self.phase, "batch", log=log)
-            self.eval_bar.update(1)
-
-        def _close_eval_bar(self):
-            if self.eval_bar is not None:
-                self.eval_bar.close(summary=False)  # the [eval] line follows
-                self.eval_bar = None
-
-        def on_predict(self, args, state, control, metrics=None, **kw):
-            self._close_eval_bar()
-
-        def on_evaluate(self, args, state, control, metrics=None, **kw):
-            self._close_eval_bar()
-            if not state.is_world_process_zero or not metrics:
-                return
-            runtime = float(metrics.get("eval_runtime", 0.0) or 0.0)
-            self.eval_time += runtime
-            self.eval_since_log += runtime
-            speed = []
-            if runtime > 0:
-                rows = val_rows or metrics.get("eval_samples_per_second", 0) * runtime
-                speed.append(f"{rows / runtime:,.1f} rows/s")
-                if val_tokens:
-                    speed.append(f"{val_tokens / runtime:,.0f} tokens/s")
-            self.say(f"{self.head('[eval] ', state)} | {metric_text(metrics, metric)} | {' '.join(speed) or '-'} | {self.eta(state)}")
-
-        def on_train_end(self, args, state, control, **kw):
-            if self.train_bar is not None:
-                self.train_bar.close(summary=False)
-                self.train_bar = None
-            self.phase = "final evaluation -> oof.csv"
-
-    return KitLog()
+    def on_train_end(self, args, state, control, **kw):
+        if self.train_bar is not None:
+            self.train_bar.close(summary=False)
+            self.train_bar = None
+        self.phase = "final evaluation -> oof.csv"
 
 
 def install(trainer, callback) -> None:

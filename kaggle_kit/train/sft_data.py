@@ -74,7 +74,7 @@ def split_rows(rows: list, *, folds: int, fold: int, val_fraction: float, group_
     side. ``val_fraction`` > 0 gives a plain split; else fold ``fold`` of ``folds`` is held out.
     """
     from kaggle_kit.errors import KitError
-    from kaggle_kit.train.splits import fold_indices, split_indices
+    from .splits import fold_indices, split_indices
 
     if len(rows) < 2:
         return list(rows), []

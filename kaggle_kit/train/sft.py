@@ -1,8 +1,16 @@
-"""`run_sft`: instruction tuning of a causal LM with LoRA / QLoRA / IA3, writing a self-describing run folder.
+"""The SFT recipe, `run_sft`: instruction tuning of a causal LM with LoRA / QLoRA / IA3, writing a self-describing run folder.
 
 The same kit.toml sections as classifier training: [model], [data] (format ``instructions``),
 [prompt] (template, max_length), [quantization], [peft] (``all-linear`` targets by default for
 SFT), [train] and [inference] (generation settings saved in the manifest's ``generation`` block).
+`kit train` (`kaggle_kit.train.run_training`) comes here when ``cfg.task.kind == "sft"``;
+generation and evaluation live in the embeddable `kaggle_kit.runtime.generation` (used by
+`kit generate` and the generation notebook).
+
+The phases of :func:`_run_sft`: the data (rows, split, tokenizer, examples with the loss on the
+response tokens), the model (base + adapter), the schedule (TrainingArguments), the Trainer,
+training and the final evaluation, and the run folder, written into ``<output>.partial`` and
+renamed at the end (`kaggle_kit.train.runfolder`).
 
 The run folder holds the adapter (``adapter_config.json`` + ``adapter_model.safetensors``), the
 tokenizer, ``kit_manifest.json`` (task.kind = 'sft'), ``log_history.json`` and ``loss.png``.
@@ -22,6 +30,8 @@ from pathlib import Path
 
 from kaggle_kit.errors import KitError
 
+from .runfolder import CHECKPOINTS, best_step_of, partial_of, publish, train_section_args
+
 
 @dataclass
 class SFTResult:
@@ -33,6 +43,36 @@ class SFTResult:
     val_rows: int = 0
     fold: int | None = None
     best_step: int | None = None
+
+
+@dataclass
+class SFTData:
+    """The data phase's output: the instruction rows as split, the base, its tokenizer and template, the examples."""
+
+    format: str
+    train_rows: list
+    val_rows: list
+    base: object
+    tokenizer: object
+    template: str
+    max_length: int
+    train: object
+    val: object
+
+    @property
+    def has_eval(self) -> bool:
+        return self.val is not None and len(self.val) > 0
+
+
+@dataclass
+class SFTModel:
+    """The model phase's output: the PEFT model, how its weights were set up, its trainable tensors before training."""
+
+    peft_model: object
+    targets: list
+    quant: dict
+    precision: str
+    before: dict
 
 
 def resolve_base(cfg) -> Path | str:
@@ -68,7 +108,7 @@ def peft_config_causal(model, peft: dict):
     """LoraConfig / IA3Config for a causal LM (``lm_head`` never adapted; ``all-linear`` is the SFT default)."""
     from peft import IA3Config, LoraConfig, TaskType
 
-    from kaggle_kit.train.model import FEEDFORWARD_NAMES, layer_of, linear_module_names, num_layers, resolve_targets
+    from .model import FEEDFORWARD_NAMES, layer_of, linear_module_names, num_layers, resolve_targets
 
     method = peft.get("method", "lora")
     targets = [t for t in resolve_targets(model, list(peft.get("targets") or ["all-linear"])) if t != "lm_head"]
@@ -93,9 +133,12 @@ def peft_config_causal(model, peft: dict):
 
 def _precision(cfg):
     """train.precision for this process's device (the same rule as classifier training)."""
-    from kaggle_kit.train.numerics import choose_precision
+    from .numerics import choose_precision
 
     return choose_precision(cfg.train.precision)
+
+
+# --------------------------------------------------------------------------- the recipe
 
 
 def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SFTResult:
@@ -110,24 +153,37 @@ def run_sft(cfg, log=print, fold: int | None = None, resume: bool = False) -> SF
 
 
 def _run_sft(cfg, log, fold, resume) -> SFTResult:
-    import torch
-    from peft import get_peft_model, prepare_model_for_kbit_training
-    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
-
-    from kaggle_kit import __version__
-    from kaggle_kit.runtime.formats import read_dataset
-    from kaggle_kit.runtime.generation import default_stop_strings, load_causal, resolve_template
-    from kaggle_kit.runtime.basecheck import architecture_keys, base_architecture
-    from kaggle_kit.runtime.manifest import Manifest, config_sha256, library_versions
-    from kaggle_kit.runtime.modeling import load_tokenizer
-    from kaggle_kit.runtime.prompting import PromptSpec
-    from kaggle_kit.train.model import weights_note
-    from kaggle_kit.train.numerics import check_final, guard_context, guarded_trainer, nonfinite_guard
-    from kaggle_kit.train.runner import PARTIAL_SUFFIX, _publish, train_section_args
-
-    from .data import SFTCollator, build_sft_examples, split_rows
-
+    """The phases in order: data, model, run folder, schedule, trainer, train + final evaluation, save and publish."""
     started = time.time()
+    data = setup_data(cfg, fold, resume, log)
+    model = setup_model(cfg, data.base, log)
+    final_out = Path(cfg.train.output)
+    out = partial_of(final_out)  # renamed to train.output when finished
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    args = training_arguments(cfg, out / CHECKPOINTS, data.has_eval, model.precision)
+    trainer, kit_log, context = setup_trainer(cfg, model, args, data, out, log)
+    metrics = train_and_evaluate(trainer, kit_log, context, data, log)
+    _note_adapter_changes(metrics, model, data, started, log)
+    history = list(trainer.state.log_history)
+    fold = cfg.data.fold if fold is None else fold
+    manifest = save_run_folder(cfg, out, model, data, history, metrics, warmup=args.warmup_steps, fold=fold)
+    publish(out, final_out, log)
+    log(f"sft: wrote {final_out} (train loss {metrics['train_loss']:.4f}"
+        + (f", eval loss {metrics['eval_loss']:.4f}" if "eval_loss" in metrics else "") + f", {metrics['seconds']} s)")
+    return SFTResult(final_out, metrics, manifest, history, len(data.train_rows), len(data.val_rows),
+                     fold, best_step_of(trainer.state))
+
+
+def setup_data(cfg, fold, resume, log) -> SFTData:
+    """Data phase: the instruction rows with an output, split; the base checked; tokenizer, template, examples."""
+    from kaggle_kit.runtime.formats import read_dataset
+    from kaggle_kit.runtime.generation import resolve_template
+    from kaggle_kit.runtime.modeling import load_tokenizer
+
+    from .sft_data import build_sft_examples, split_rows
+
     if cfg.task.kind != "sft":
         raise KitError(f"run_sft needs task.kind = 'sft', got {cfg.task.kind!r}")
     if resume:
@@ -160,6 +216,18 @@ def _run_sft(cfg, log, fold, resume) -> SFTResult:
         f"sft: {len(train_rows)} training / {len(val_rows)} validation rows ({skipped} without output skipped), "
         f"template {template}, {train_ds.response_tokens} response tokens of {train_ds.num_tokens}"
     )
+    return SFTData(data.format, train_rows, val_rows, base, tokenizer, template, max_length, train_ds, val_ds)
+
+
+def setup_model(cfg, base, log) -> SFTModel:
+    """Model phase: the causal base (quantized or not, gradient checkpointing) with the adapter attached."""
+    import torch
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
+
+    from kaggle_kit.runtime.generation import load_causal
+
+    from .model import weights_note
 
     quant = asdict(cfg.quantization)
     quantized = quant["mode"] in ("4bit", "8bit")
@@ -182,16 +250,16 @@ def _run_sft(cfg, log, fold, resume) -> SFTResult:
     before = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
     trainable = sum(p.numel() for p in before.values())
     log(f"sft: {type(model.get_base_model()).__name__} from {base}, {cfg.peft.method} on {targets}, {trainable:,} trainable parameters, {weights_note(quant, precision)}")
+    return SFTModel(model, targets, quant, precision, before)
 
-    out = Path(cfg.train.output)
-    final_out, out = out, out.with_name(out.name + PARTIAL_SUFFIX)  # renamed to train.output when finished
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / "checkpoints"
-    has_eval = val_ds is not None and len(val_ds) > 0
+
+def training_arguments(cfg, ckpt: Path, has_eval: bool, precision: str):
+    """Schedule phase: TrainingArguments (evaluation and checkpoints only when there are validation rows)."""
+    import torch
+    from transformers import TrainingArguments
+
     strategy = ("steps" if cfg.train.eval_steps > 0 else "epoch") if has_eval else "no"
-    args = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(ckpt),
         **train_section_args(cfg),
         max_steps=cfg.train.max_steps if cfg.train.max_steps > 0 else -1,
@@ -209,67 +277,111 @@ def _run_sft(cfg, log, fold, resume) -> SFTResult:
         logging_steps=max(1, cfg.train.logging_steps),
         dataloader_num_workers=0,
     )
-    context = guard_context(cfg, precision, out)
+
+
+def setup_trainer(cfg, model: SFTModel, args, data: SFTData, out: Path, log) -> tuple:
+    """Trainer phase: (trainer, the kit's log callback, the non-finite guard's context)."""
+    from transformers import EarlyStoppingCallback, Trainer
+
+    from .loglines import install, make_callback
+    from .numerics import guard_context, guarded_trainer, nonfinite_guard
+    from .sft_data import SFTCollator
+
+    has_eval = data.has_eval
+    context = guard_context(cfg, model.precision, out)
     callbacks = [nonfinite_guard(context)]
     if has_eval and cfg.train.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+    tokenizer = data.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = guarded_trainer(Trainer)(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_eval else None,
+        model=model.peft_model, args=args, train_dataset=data.train, eval_dataset=data.val if has_eval else None,
         data_collator=SFTCollator(pad_id), processing_class=tokenizer, callbacks=callbacks,
     )
-    from kaggle_kit.train.loglines import install, make_callback
-
-    kit_log = make_callback(log, "loss", len(val_ds) if has_eval else 0, val_ds.num_tokens if has_eval else 0)
+    kit_log = make_callback(log, "loss", len(data.val) if has_eval else 0, data.val.num_tokens if has_eval else 0)
     install(trainer, kit_log)
+    return trainer, kit_log, context
+
+
+def train_and_evaluate(trainer, kit_log, context: dict, data: SFTData, log) -> dict:
+    """Train, then evaluate the best (or last) checkpoint on the validation rows; returns the metrics."""
+    from .numerics import check_final
+
     train_out = trainer.train()
     metrics = {"train_loss": float(train_out.training_loss), "steps": int(trainer.state.global_step),
                "epochs": float(trainer.state.epoch or 0.0)}
-    if has_eval:
+    if data.has_eval:
         kit_log.phase = "final evaluation"
-        log(f"[final] {'best' if trainer.state.best_model_checkpoint else 'last'} checkpoint on {len(val_ds):,} validation rows -> metrics")
+        log(f"[final] {'best' if trainer.state.best_model_checkpoint else 'last'} checkpoint on {len(data.val):,} validation rows -> metrics")
         ev = trainer.evaluate()
         check_final({"eval_loss": ev["eval_loss"]}, trainer.state.global_step, context)
         metrics["eval_loss"] = float(ev["eval_loss"])
         metrics["perplexity"] = float(math.exp(min(ev["eval_loss"], 50.0)))
         if trainer.state.best_metric is not None:
             metrics["best_eval_loss"] = float(trainer.state.best_metric)
-    moved = sum(1 for n, p in model.named_parameters() if n in before and not torch.equal(p.detach().float().cpu(), before[n].cpu()))
+    return metrics
+
+
+def _note_adapter_changes(metrics: dict, model: SFTModel, data: SFTData, started: float, log) -> None:
+    """Adds to ``metrics`` how many adapter tensors training moved, the row counts and the seconds; warns when none moved."""
+    import torch
+
+    before = model.before
+    moved = sum(1 for n, p in model.peft_model.named_parameters()
+                if n in before and not torch.equal(p.detach().float().cpu(), before[n].cpu()))
     metrics["adapter_tensors_changed"] = f"{moved}/{len(before)}"
-    metrics["train_rows"], metrics["val_rows"] = len(train_rows), len(val_rows)
+    metrics["train_rows"], metrics["val_rows"] = len(data.train_rows), len(data.val_rows)
     metrics["seconds"] = round(time.time() - started, 2)
     if moved == 0:
         log("sft: WARNING: no adapter weight changed during training (learning rate, steps or the 4-bit CPU trap?)")
 
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    history = list(trainer.state.log_history)
-    (out / "log_history.json").write_text(json.dumps(history, indent=1) + "\n")
-    from kaggle_kit.train.plots import curves_png
 
+# --------------------------------------------------------------------------- the run folder
+
+
+def save_run_folder(cfg, out: Path, model: SFTModel, data: SFTData, history: list, metrics: dict, *, warmup, fold):
+    """Run-folder phase: adapter, tokenizer, log_history.json, loss.png and kit_manifest.json into ``out``; returns the manifest."""
+    from .plots import curves_png
+
+    model.peft_model.save_pretrained(out)
+    data.tokenizer.save_pretrained(out)
+    (out / "log_history.json").write_text(json.dumps(history, indent=1) + "\n")
     if any("loss" in h or "eval_loss" in h for h in history):
         curves_png(history, out / "loss.png", "loss")
-    base_model = model.get_base_model()
+    manifest = _manifest(cfg, model, data, metrics, warmup, fold)
+    manifest.save(out)
+    return manifest
+
+
+def _manifest(cfg, model: SFTModel, data: SFTData, metrics: dict, warmup, fold):
+    """kit_manifest.json for an SFT adapter: base, adapter, training settings and the generation block."""
+    from kaggle_kit import __version__
+    from kaggle_kit.runtime.basecheck import architecture_keys, base_architecture
+    from kaggle_kit.runtime.generation import default_stop_strings
+    from kaggle_kit.runtime.manifest import Manifest, config_sha256, library_versions
+    from kaggle_kit.runtime.prompting import PromptSpec
+
+    base, template, base_model = data.base, data.template, model.peft_model.get_base_model()
     stops = list(cfg.inference.stop_strings) or default_stop_strings(template)
-    manifest = Manifest(
+    return Manifest(
         task={"kind": "sft", "labels": [], "metric": "eval_loss", "format": data.format},
-        prompt=PromptSpec(template=template, max_length=max_length, truncation="head_tail", shares=[1, 1, 0]).to_dict(),
+        prompt=PromptSpec(template=template, max_length=data.max_length, truncation="head_tail", shares=[1, 1, 0]).to_dict(),
         base_model={
             "name": cfg.model.name, "path": str(base) if Path(str(base)).exists() else "",
             "config_sha256": config_sha256(base) if Path(str(base)).exists() else None,
             "architecture": type(base_model).__name__, "model_type": getattr(base_model.config, "model_type", ""),
             "architecture_keys": base_architecture(base) or architecture_keys(base_model.config.to_dict()),
         },
-        quantization=quant,
-        peft={**asdict(cfg.peft), "targets": targets, "task_type": "CAUSAL_LM"},
+        quantization=model.quant,
+        peft={**asdict(cfg.peft), "targets": model.targets, "task_type": "CAUSAL_LM"},
         training={
             "optimizer": cfg.train.optimizer, "learning_rate": cfg.train.learning_rate, "scheduler": cfg.train.scheduler,
-            "warmup": args.warmup_steps, "weight_decay": cfg.train.weight_decay, "max_grad_norm": cfg.train.max_grad_norm,
+            "warmup": warmup, "weight_decay": cfg.train.weight_decay, "max_grad_norm": cfg.train.max_grad_norm,
             "batch_size": cfg.train.batch_size, "grad_accum": cfg.train.grad_accum, "epochs": cfg.train.epochs,
-            "max_steps": cfg.train.max_steps, "precision": precision, "seed": cfg.train.seed,
+            "max_steps": cfg.train.max_steps, "precision": model.precision, "seed": cfg.train.seed,
             "early_stopping_patience": cfg.train.early_stopping_patience, "group_by_length": cfg.train.group_by_length,
-            "data": str(cfg.data.train), "train_rows": len(train_rows), "val_rows": len(val_rows),
-            "split": {"folds": cfg.data.folds, "fold": cfg.data.fold if fold is None else fold, "val_fraction": cfg.data.val_fraction,
+            "data": str(cfg.data.train), "train_rows": len(data.train_rows), "val_rows": len(data.val_rows),
+            "split": {"folds": cfg.data.folds, "fold": fold, "val_fraction": cfg.data.val_fraction,
                       "group_by_prompt": cfg.data.group_by_prompt, "seed": cfg.data.seed},
             "loss": "response tokens only (prompt and padding labels -100)",
         },
@@ -284,16 +396,3 @@ def _run_sft(cfg, log, fold, resume) -> SFTResult:
         kit_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    manifest.save(out)
-    _publish(out, final_out, log)
-    out = final_out
-    log(f"sft: wrote {out} (train loss {metrics['train_loss']:.4f}"
-        + (f", eval loss {metrics['eval_loss']:.4f}" if "eval_loss" in metrics else "") + f", {metrics['seconds']} s)")
-    best_step = None
-    if trainer.state.best_model_checkpoint:
-        try:
-            best_step = int(str(trainer.state.best_model_checkpoint).rsplit("-", 1)[-1])
-        except ValueError:
-            best_step = None
-    return SFTResult(out, metrics, manifest, history, len(train_rows), len(val_rows),
-                     cfg.data.fold if fold is None else fold, best_step)
