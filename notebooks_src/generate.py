@@ -30,7 +30,7 @@
 )
 {% endif %}ADAPTER_DIR = kaggle_env.require_input("adapter", {{ inputs.adapter.paths | json }}, key={{ inputs.adapter.key | json }})
 {% if inputs.base is defined %}BASE_DIR = kaggle_env.require_input("base", {{ inputs.base.paths | json }}, key={{ inputs.base.key | json }})
-{% else %}BASE_DIR = None  # the base model named in the adapter's kit_manifest.json
+{% else %}BASE_DIR = None  # a merged model (`kit merge`): the adapter's folder holds the whole model (kit render refuses any other kernel without a base)
 {% endif %}{% if inputs.wheels is defined %}WHEELS_DIR = kaggle_env.require_input("wheels", {{ inputs.wheels.paths | json }}, key={{ inputs.wheels.key | json }})
 {% else %}WHEELS_DIR = None  # no wheel dataset attached: the image's libraries are used
 {% endif %}

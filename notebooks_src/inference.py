@@ -23,7 +23,7 @@
 TEST_FILE = kaggle_env.require_input("competition", {{ inputs.competition.paths | json }}, key={{ inputs.competition.key | json }}, file={{ inputs.competition.file | json }}, file_key={{ inputs.competition.file_key | json }})
 ADAPTER_DIR = kaggle_env.require_input("adapter", {{ inputs.adapter.paths | json }}, key={{ inputs.adapter.key | json }})
 {% if inputs.base is defined %}BASE_DIR = kaggle_env.require_input("base", {{ inputs.base.paths | json }}, key={{ inputs.base.key | json }})
-{% else %}BASE_DIR = None  # the base model named in the adapter's kit_manifest.json
+{% else %}BASE_DIR = None  # a merged model (`kit merge`): the adapter's folder holds the whole model (kit render refuses any other kernel without a base)
 {% endif %}{% if ensemble %}# the ensemble: one adapter instance per member, with its [ensemble] weight
 MEMBERS = {
 {% for m in ensemble.members %}    {{ m.role | json }}: kaggle_env.require_input({{ m.role | json }}, {{ m.spec.paths | json }}, key={{ m.spec.key | json }}),

@@ -23,7 +23,7 @@
 # %%
 TRAIN_FILE = kaggle_env.require_input("competition", {{ inputs.competition.paths | json }}, key={{ inputs.competition.key | json }}, file={{ train_file | json }}, file_key="data.train")
 {% if inputs.base is defined %}BASE_DIR = kaggle_env.require_input("base", {{ inputs.base.paths | json }}, key={{ inputs.base.key | json }})
-{% else %}BASE_DIR = None  # model.name from kit.toml
+{% else %}BASE_DIR = None  # model.name from kit.toml: a named base built here from code and installed packages ('tiny', 'smollm2', 'minilm')
 {% endif %}WHEELS_DIR = kaggle_env.require_input("wheels", {{ inputs.wheels.paths | json }}, key={{ inputs.wheels.key | json }})
 RUN_DIR = kaggle_env.working("run")
 print(f"train: {TRAIN_FILE}\nbase: {BASE_DIR}\nwheels: {WHEELS_DIR}\nrun folder: {RUN_DIR}")

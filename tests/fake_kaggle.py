@@ -312,12 +312,20 @@ dataset_title = "kit-wheels-lmsys"
 
 [kernels.inference]
 template = "inference"
-instances = ["peft-lora-classifier"]
+instances = ["peft-lora-classifier", "tiny-base"]
 
 [instances.peft-lora-classifier]
 model_slug = "gemma2-lmsys-adapter"
 kind = "adapter"
+
+[instances.tiny-base]
+model_slug = "tiny-base"
+kind = "base"
+version = "1"
+source = "models/tiny-base"
 """
+# The base the kernel mounts (a copy of the adapter's own base, pushed before: `project` registers it).
+BASE_HANDLE = f"{USER}/tiny-base/transformers/tiny-base"
 
 NOTEBOOK = {
     "cells": [
@@ -341,6 +349,8 @@ def make_project(root: Path, adapter: Path) -> Path:
     (run / "plots").mkdir()
     (run / "plots" / "loss.png").write_bytes(b"\x89PNG fake")
     (root / "kit.toml").write_text(KIT_TOML.format(competition=COMPETITION, adapter="runs/adapter"))
+    base = json.loads((adapter / "kit_manifest.json").read_text())["base_model"]["path"]
+    shutil.copytree(base, root / "models" / "tiny-base")
     wheels = root / "wheels"
     wheels.mkdir()
     (wheels / "bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl").write_bytes(b"PK fake wheel bytes")
@@ -388,6 +398,7 @@ def kaggle_env(tmp_path, monkeypatch, fake_kaggle):
 @pytest.fixture
 def project(tmp_path, untrained_adapter, kaggle_env, monkeypatch):
     root = make_project(tmp_path / "proj", untrained_adapter)
+    kaggle_env["server"].add_instance(BASE_HANDLE, version=1)
     monkeypatch.chdir(root)
     return root
 

@@ -309,7 +309,8 @@ def test_bench_quality_scores_every_side_on_the_same_rows(tmp_path, kit_cache):
              "--max-length", 48, "--val-fraction", 0.25, "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)  # stdout holds only the JSON (the Trainer's log dicts go to stderr)
-    assert set(out["figures"]) == {"trained", "untrained", "prior", "shorter_wins"}
+    assert set(out["figures"]) == {"trained", "untrained", "prior", "shorter_wins", "probe", "tfidf_lr"}
+    assert set(out["accuracy_by_step"]) == {"0", "1", "2"} and "steps_to_probe" in out  # evaluated before each step
     n = out["split"]["test_rows"]
     assert n == 12 and out["split"]["train_rows"] == 36
     for name, f in out["figures"].items():

@@ -105,6 +105,76 @@ def test_cli_blend_prints_side_by_side_and_writes_config(tmp_path, monkeypatch):
     assert r.exit_code == 2 and "Error:" in r.output and "nowhere" in r.output
 
 
+def _classes(n_rows: int, k: int, seed: int):
+    """Two members over ``k`` classes: member 1 carries the signal, member 2 is noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n_rows)
+    p1 = rng.dirichlet([1.0] * k, n_rows) + 1.5 * np.eye(k)[y] * rng.random((n_rows, 1))
+    p2 = rng.dirichlet([1.0] * k, n_rows)
+    return [f"r{i}" for i in range(n_rows)], y, p1 / p1.sum(1, keepdims=True), p2
+
+
+@pytest.mark.parametrize("metric,k", [("map@1", 4), ("map@2", 5), ("map@5", 6), ("map@2", 3)])
+def test_blend_scores_any_map_at_k(tmp_path, metric, k):
+    """`kit train` accepts every map@K; blend refused all but map@3 (and that only above 3 classes)."""
+    from kaggle_kit.ensemble.blend import blend
+    from kaggle_kit.runtime import metrics as M
+    from kaggle_kit.runtime.ensemble import combine
+
+    names = [f"c{j}" for j in range(k)]
+    ids, y, p1, p2 = _classes(300, k, seed=k)
+    write_oof(tmp_path / "a.csv", ids, y, p1, names=names)
+    write_oof(tmp_path / "b.csv", ids, y, p2, names=names)
+    res = blend([tmp_path / "a.csv", tmp_path / "b.csv"], metric=metric)
+    kk = M.map_k(metric)
+    mine = lambda p: M.map_at_k(y.tolist(), M.top_k(np.round(p, 6), kk).tolist(), kk)  # noqa: E731 (oof.csv holds 6 digits)
+    assert res.metric == metric and res.greater_is_better
+    assert res.members[0]["score"] == pytest.approx(mine(p1)) and res.members[1]["score"] == pytest.approx(mine(p2))
+    assert res.score == pytest.approx(mine(combine([np.round(p1, 6), np.round(p2, 6)], res.weights, "mean", False)))
+    assert res.score >= max(m["score"] for m in res.members) and res.weights[0] > res.weights[1]
+    if kk == 1:
+        assert res.members[0]["score"] == pytest.approx(float((np.round(p1, 6).argmax(1) == y).mean()))  # MAP@1 = accuracy
+
+
+def test_blend_map_at_k_from_the_members_task_metric(tmp_path):
+    """With no --metric the members' task.metric (here map@2 of a 5-class run folder) is the one optimised."""
+    from kaggle_kit.ensemble.blend import blend
+
+    names = [f"c{j}" for j in range(5)]
+    ids, y, p1, p2 = _classes(120, 5, seed=3)
+    for name, p in (("a", p1), ("b", p2)):
+        write_oof(tmp_path / name / "oof.csv", ids, y, p, names=names)
+        (tmp_path / name / "kit_manifest.json").write_text(json.dumps({"task": {"kind": "classification", "metric": "map@2"}}))
+    assert blend([tmp_path / "a", tmp_path / "b"]).metric == "map@2"
+
+
+@pytest.mark.parametrize("metric,why", [("rmse", "not a metric `kit train` accepts"), ("map@0", "not a metric"),
+                                        ("auc", "does not fit this 3-class single-label task")])
+def test_cli_blend_refuses_a_bad_metric_before_writing_anything(tmp_path, monkeypatch, metric, why):
+    from kaggle_kit.cli import main
+
+    ids, y, p1, p2 = constructed(n=200)
+    write_oof(tmp_path / "a.csv", ids, y, p1)
+    write_oof(tmp_path / "b.csv", ids, y, p2)
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["blend", "--oof", "a.csv", "--oof", "b.csv", "--metric", metric, "--out", "blend.json",
+                                  "--write-config", "kit.toml"])
+    assert r.exit_code == 2 and "Error:" in r.output and repr(metric) in r.output and why in r.output, r.output
+    assert "Traceback" not in r.output and not (tmp_path / "blend.json").exists() and not (tmp_path / "kit.toml").exists()
+
+
+def test_score_refuses_a_metric_the_task_or_the_rows_cannot_give():
+    from kaggle_kit.ensemble.blend import score
+    from kaggle_kit.errors import KitError
+
+    probs = np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])
+    with pytest.raises(KitError, match="'map@2' does not fit this 3-class multi-label task; use one of log_loss"):
+        score("map@2", probs, [[0, 1, 0], [1, 0, 1]], True)
+    with pytest.raises(KitError, match="'auc' cannot be computed on these 2 rows: .*one class"):
+        score("auc", np.array([[0.2, 0.8], [0.6, 0.4]]), [1, 1], False)
+    assert score("map@2", probs, [2, 0], False) == pytest.approx((0.5 + 1.0) / 2)
+
+
 # --------------------------------------------------------------------------- fold averaging
 
 
@@ -112,7 +182,7 @@ def _folds_of(adapter: Path, parent: Path, n=2) -> Path:
     for k in range(n):
         shutil.copytree(adapter, parent / f"fold-{k}")
         data = json.loads((parent / f"fold-{k}" / "kit_manifest.json").read_text())
-        data["training"] = {"fold": k}
+        data["training"] = {"fold": k, "seed": 0}  # one seed: the folds of one `kit train --all-folds`
         (parent / f"fold-{k}" / "kit_manifest.json").write_text(json.dumps(data))
     return parent
 

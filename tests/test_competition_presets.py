@@ -95,10 +95,69 @@ def test_predict_on_a_labelled_file_prints_and_writes_the_metric(project):
     assert scored["metric"] == metric and scored["rows"] == 24 and 0.0 <= scored["value"] <= 1.0
 
 
+def _pinned(preset: str) -> list:
+    """--set flags pinning every model instance of the preset to version 1 (rendering offline)."""
+    from kaggle_kit.config.presets import PRESETS as ALL
+
+    return [a for inst in ALL[preset]["instances"] for a in ("--set", f"instances.{inst}.version=1")]
+
+
 def test_notebook_gives_the_same_file_offline(project):
     preset, root = project
     if not (root / "sub.csv").exists():
         _kit("predict", "--adapter", root / "runs/tiny", "--data", root / "data/test.csv", "--out", root / "sub.csv", "--no-progress")
-    _kit("render", "inference", "--set", "instances.peft-lora-classifier.version=1")
+    _kit("render", "inference", *_pinned(preset))
     _kit("run-local", "inference", "--inputs", "competition=data", "--inputs", "adapter=runs/tiny", "--out", "local")
     assert (root / "local/submission.csv").read_bytes() == (root / "sub.csv").read_bytes()
+
+
+def _base_dir_line(notebook: Path) -> str:
+    """The notebook's ``BASE_DIR = ...`` line (the one a single-adapter notebook loads its base from)."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    lines = [ln for c in cells if c["cell_type"] == "code" for ln in "".join(c["source"]).splitlines()
+             if ln.startswith("BASE_DIR = ")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("preset", sorted(__import__("kaggle_kit.config.presets", fromlist=["PRESETS"]).PRESETS))
+def test_every_preset_kernel_mounts_every_model_it_loads(preset, tmp_path, monkeypatch):
+    """`kit init --preset P` + `kit render --all`: each kernel lists a base and an adapter instance among its
+    model_sources, and the notebook's BASE_DIR is the base's mount under /kaggle/input (never the training
+    machine's path recorded in the adapter's manifest)."""
+    from kaggle_kit.config import load_config
+    from kaggle_kit.publish.handles import parse_model_instance_handle
+    from kaggle_kit.publish.metadata import instance_handle
+
+    monkeypatch.chdir(tmp_path)
+    _kit("init", "--preset", preset, "--username", "kit-demo")
+    sets = _pinned(preset) + ([] if load_config("kit.toml").kaggle.competition else ["--set", "kaggle.competition=some-competition"])
+    result = _kit("render", "--all", *sets)
+    cfg = load_config("kit.toml", [s for s in sets if s != "--set"])
+    assert cfg.kernels, "the preset declares no kernel"
+    for name, kernel in cfg.kernels.items():
+        kinds = {cfg.instances[i].kind: i for i in kernel.instances}
+        assert {"base", "adapter"} <= set(kinds), (name, kernel.instances)
+        meta = json.loads((tmp_path / "kernels" / name / "kernel-metadata.json").read_text())
+        handles = {k: str(instance_handle(cfg, i).with_version(1)) for k, i in kinds.items()}
+        assert handles["base"] in meta["model_sources"] and handles["adapter"] in meta["model_sources"], (meta, result.output)
+        mounts = parse_model_instance_handle(handles["base"], versioned=True).mount_paths()
+        line = _base_dir_line(tmp_path / "kernels" / name / f"{name}.ipynb")
+        assert line.startswith('BASE_DIR = kaggle_env.require_input("base", ') and json.dumps(mounts) in line, line
+
+
+def test_labelled_file_with_one_class_reports_the_ranking_metric_undefined(project, tmp_path):
+    """A labelled file holding one class: AUC has no value; it is said so, with the reason, never a bare nan."""
+    preset, root = project
+    if preset != "rules":
+        pytest.skip("binary AUC task only")
+    import pandas as pd
+
+    df = pd.read_csv(root / "valid/valid.csv")
+    one = df[df["rule_violation"] == df["rule_violation"].iloc[0]]
+    one.to_csv(tmp_path / "one.csv", index=False)
+    result = _kit("predict", "--adapter", root / "runs/tiny", "--data", tmp_path / "one.csv", "--out", tmp_path / "sub.csv",
+                  "--no-progress")
+    scored = json.loads((tmp_path / "sub.metrics.json").read_text())
+    assert scored["value"] is None and "one class" in scored["undefined"]["auc"], scored
+    assert "auc undefined (" in result.output and "nan" not in result.output.split("has labels:")[1].split("\n")[0]

@@ -197,3 +197,99 @@ def test_default_spec_follows_the_metric():
     spec = default_spec("classification", "classification", ["0", "1"], id_column="row_id", metric="auc", label_columns=["rule_violation"])
     assert (spec.style, spec.header, spec.positive) == ("positive", ["row_id", "rule_violation"], "1")
     assert default_spec("lmsys", "pairwise", ["winner_model_a", "winner_model_b", "winner_tie"]).style == "lmsys"
+
+
+# --------------------------------------------------------------------------- ambiguous samples: the metric decides
+
+
+def _binary_sample(tmp_path, cells, name="sample_submission.csv"):
+    return _csv(tmp_path / name, ["row_id", "target"], [[100 + n, c] for n, c in enumerate(cells)])
+
+
+PROBS_01 = [[0.8, 0.2], [0.3, 0.7], [0.45, 0.55]]
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1", "micro_f1"])
+@pytest.mark.parametrize("cells", [[0, 1, 0], [0, 0, 0], ["1", "0", "1"], ["0.0", "1.0", "0.0"]])
+def test_zero_one_sample_with_a_hard_label_metric_writes_labels(tmp_path, metric, cells):
+    """A 0/1 sample of a 0/1 task used to give the positive probability whatever the metric: an accuracy
+    or F1 task then submitted 0.2, 0.7, 0.55 where Kaggle compares labels."""
+    sample = _binary_sample(tmp_path, cells)
+    spec = spec_from_sample(sample, ["0", "1"], metric=metric)
+    assert (spec.style, spec.columns, spec.k) == ("label", ["target"], 1)
+    assert metric in spec.reason and "label" in spec.reason
+    out = write_submission(tmp_path / "s.csv", ["100", "101", "102"], PROBS_01, spec, ["0", "1"])
+    assert [r[1] for r in csv.reader(out.open())] == ["target", "0", "1", "1"]
+    compare_with_sample(out, sample)
+    assert SubmissionSpec.from_dict(spec.to_dict()).reason == spec.reason  # recorded in the manifest's task.submission
+
+
+@pytest.mark.parametrize("metric", ["auc", "average_precision", "log_loss"])
+@pytest.mark.parametrize("cells", [[0, 1, 0], ["0.0", "1.0", "1.0"]])
+def test_zero_one_sample_with_a_probability_metric_writes_the_positive_probability(tmp_path, metric, cells):
+    spec = spec_from_sample(_binary_sample(tmp_path, cells), ["0", "1"], metric=metric)
+    assert (spec.style, spec.positive) == ("positive", "1") and metric in spec.reason and "probability" in spec.reason
+    out = write_submission(tmp_path / "s.csv", ["100", "101", "102"], PROBS_01, spec, ["0", "1"])
+    assert [r[1] for r in csv.reader(out.open())][1:] == ["0.2000000000", "0.7000000000", "0.5500000000"]
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1", "auc", "log_loss", "map@2", ""])
+def test_probability_cells_stay_a_probability_whatever_the_metric(tmp_path, metric):
+    """0.5 cells cannot be labels: the sample decides, not the metric (unchanged behaviour)."""
+    spec = spec_from_sample(_binary_sample(tmp_path, [0.5, 0.5, 0.5]), ["0", "1"], metric=metric)
+    assert (spec.style, spec.positive, spec.reason) == ("positive", "1", "")
+    spec = spec_from_sample(_binary_sample(tmp_path, [0, 1, 0]), ["neg", "pos"], metric=metric)  # numbers, not label names
+    assert (spec.style, spec.positive) == ("positive", "pos")
+
+
+def test_zero_one_sample_ranked_metric_and_empty_sample(tmp_path):
+    spec = spec_from_sample(_binary_sample(tmp_path, [0, 1, 0]), ["0", "1"], metric="map@2")
+    assert (spec.style, spec.k) == ("topk", 2) and "map@2" in spec.reason
+    assert spec_from_sample(_binary_sample(tmp_path, [0, 1, 0]), ["0", "1"], metric="map@1").style == "label"
+    empty = _binary_sample(tmp_path, [], name="empty.csv")  # no rows: nothing to tell labels from probabilities
+    assert spec_from_sample(empty, ["no", "yes"], metric="accuracy").style == "label"
+    assert spec_from_sample(empty, ["no", "yes"], metric="auc").style == "positive"
+
+
+def test_zero_one_sample_without_a_metric_is_refused_not_guessed(tmp_path):
+    sample = _binary_sample(tmp_path, [0, 1, 0])
+    with pytest.raises(SubmissionError, match=r"sample_submission.csv: .*target.*task.metric"):
+        spec_from_sample(sample, ["0", "1"])
+    with pytest.raises(SubmissionError, match="task.metric = 'rmse'"):
+        spec_from_sample(sample, ["0", "1"], metric="rmse")
+
+
+def test_numeric_labels_of_a_multiclass_task_are_labels_not_a_refused_probability(tmp_path):
+    """Same kind: ratings 1..3 in the sample were read as 'one probability per row' and refused."""
+    sample = _csv(tmp_path / "sample.csv", ["id", "rating"], [[1, 2], [2, 2]])
+    spec = spec_from_sample(sample, ["1", "2", "3"], metric="log_loss")
+    assert spec.style == "label" and "3 classes" in spec.reason
+    out = write_submission(tmp_path / "s.csv", ["1", "2"], [[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]], spec, ["1", "2", "3"])
+    assert [r[1] for r in csv.reader(out.open())] == ["rating", "3", "1"]
+
+
+def test_single_label_sample_of_a_map_task_writes_k_labels(tmp_path):
+    sample = _csv(tmp_path / "sample.csv", ["row_id", "Category:Misconception"], [[1, LABELS[0]], [2, LABELS[1]]])
+    spec = spec_from_sample(sample, LABELS, metric="map@3")
+    assert (spec.style, spec.k) == ("topk", 3) and "map@3" in spec.reason
+    assert spec_from_sample(sample, LABELS, metric="accuracy").style == "label"
+
+
+def test_the_decision_is_recorded_at_training_and_logged_at_prediction(tmp_path):
+    from types import SimpleNamespace
+
+    from kaggle_kit.config import load_config
+    from kaggle_kit.runtime.submission import resolve_submission
+    from kaggle_kit.train.task import submission_spec
+
+    sample = _binary_sample(tmp_path, [0, 1, 0])
+    cfg = load_config(None, [f"submission.sample='{sample}'", "task.metric='accuracy'", "data.id_column='row_id'"])
+    saved = submission_spec(cfg, SimpleNamespace(format="classification"), "classification", ["0", "1"])
+    assert saved["style"] == "label" and "accuracy" in saved["reason"]  # task.submission in kit_manifest.json
+    task = {"kind": "classification", "metric": "accuracy", "submission": saved}
+    test = _csv(tmp_path / "test.csv", ["row_id", "text"], [[100, "a"]])
+    spec, path, note = resolve_submission(task, ["0", "1"], "classification", test)  # the sample lies beside the test file
+    assert spec.style == "label" and path == sample
+    assert "found beside the test file" in note and "accuracy" in note and "label" in note
+    spec, _, note = resolve_submission(dict(task, metric="auc"), ["0", "1"], "classification", test)
+    assert spec.style == "positive" and "auc" in note

@@ -276,3 +276,132 @@ def test_all_folds_parent_is_one_member_per_fold(untrained_adapter, small_test, 
     np.testing.assert_allclose(got, single.probabilities, atol=1e-6)  # identical folds average to the adapter
     r = CliRunner().invoke(main, ["predict", "--adapter", str(tmp_path), "--data", str(small_test), "--out", str(tmp_path / "x.csv")])
     assert r.exit_code == 2 and "Error:" in r.output and "Traceback" not in r.output
+
+
+# --------------------------------------------------------------------------- members that read the test file differently
+
+def _map_member_from(src: Path, out: Path, *, text_template=None, text_columns=None, id_column=None) -> Path:
+    """A copy of run folder ``src`` whose manifest reads the test file another way (template, text columns, id column)."""
+    shutil.copytree(src, out)
+    data = json.loads((out / "kit_manifest.json").read_text())
+    if text_template is not None:
+        data["prompt"]["text_template"] = text_template
+        data["prompt"]["field_shares"] = {}
+    if text_columns is not None:
+        data["task"]["text_columns"] = list(text_columns)
+    if id_column is not None:
+        data["task"]["id_column"] = id_column
+    (out / "kit_manifest.json").write_text(json.dumps(data))
+    return out
+
+
+@pytest.fixture(scope="module")
+def map_members(kit_cache, tmp_path_factory) -> dict:
+    """MAP-shaped (misconceptions) members that each read the test file their own way: ``preset`` (the preset's
+    template, QuestionText first) and ``expl`` ("Explanation: {StudentExplanation}\\nAnswer: {MC_Answer}") trained by
+    `kit train --model tiny`; ``only_expl`` and ``only_question`` (no template; text_columns StudentExplanation /
+    QuestionText: the same prompt settings, other columns) and ``preset_twin`` (the preset's settings exactly) are
+    copies with an edited manifest. ``test``: a 30-row test file (with its sample submission beside it)."""
+    from kaggle_kit.cli import main
+    from kaggle_kit.data.synth import write_synth
+
+    root = tmp_path_factory.mktemp("map-members")
+    train = write_synth("misconceptions", 60, root / "train.csv", seed=0)
+    test = write_synth("misconceptions", 30, root / "test" / "test.csv", seed=1, test=True)
+    assert CliRunner().invoke(main, ["init", "--preset", "misconceptions", "--path", str(root / "kit.toml")]).exit_code == 0
+    runs = {}
+    for name, template in (("preset", None), ("expl", "Explanation: {StudentExplanation}\nAnswer: {MC_Answer}")):
+        args = ["train", "--config", str(root / "kit.toml"), "--model", "tiny", "--data", str(train), "--output", str(root / name),
+                "--max-steps", "2", "--max-length", "128", "--quantization", "none", "--set", "submission.sample=",
+                "--set", "train.batch_size=8", "--set", f"train.seed={len(runs) + 1}"]
+        if template:
+            args += ["--set", f"prompt.text_template={json.dumps(template)}"]
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 0, r.output
+        runs[name] = root / name
+    manifest = json.loads((runs["expl"] / "kit_manifest.json").read_text())
+    assert manifest["prompt"]["text_template"].startswith("Explanation: {StudentExplanation}")
+    runs["only_expl"] = _map_member_from(runs["expl"], root / "only_expl", text_template="", text_columns=["StudentExplanation"])
+    runs["only_question"] = _map_member_from(runs["expl"], root / "only_question", text_template="", text_columns=["QuestionText"])
+    runs["preset_twin"] = _map_member_from(runs["preset"], root / "preset_twin")
+    return {"runs": runs, "test": test, "root": root}
+
+
+@pytest.fixture(scope="module")
+def map_alone(map_members) -> dict:
+    """Each MAP member predicted alone (`kit predict`'s predict_file): name -> probabilities."""
+    from kaggle_kit.runtime.infer import predict_file
+
+    out = map_members["root"] / "alone"
+    return {name: predict_file(run, map_members["test"], out / f"{name}.csv", log=None, progress=False).probabilities
+            for name, run in map_members["runs"].items()}
+
+
+def test_ensemble_members_read_their_own_columns_and_templates(map_members, map_alone, tmp_path):
+    """Each member's part equals that member alone, whatever its template or text columns; the ensemble is the
+    weighted mean of the members alone; tokens are shared only between members whose reading and encoding
+    settings are identical (preset and preset_twin), never between members with other columns."""
+    from kaggle_kit.runtime.ensemble import combine, load_part, predict_ensemble_file
+
+    names = ["preset", "expl", "only_expl", "only_question", "preset_twin"]
+    runs = map_members["runs"]
+    assert np.abs(map_alone["only_expl"] - map_alone["only_question"]).max() > 1e-3  # other columns, other predictions
+    weights = [0.3, 0.2, 0.2, 0.2, 0.1]
+    res = predict_ensemble_file([runs[n] for n in names], map_members["test"], tmp_path / "sub.csv", weights=weights,
+                                names=names, log=None, progress=False)
+    for m in res.members:
+        part, _ = load_part(m["part"], json.loads(np.load(m["part"])["meta"].item())["key"], res.ids)
+        np.testing.assert_allclose(part, map_alone[m["name"]], atol=1e-6, err_msg=f"member {m['name']}'s part")
+    np.testing.assert_allclose(res.probabilities, combine([map_alone[n] for n in names], weights, "mean"), atol=1e-6)
+    shared = {m["name"]: m.get("tokens_shared_with") for m in res.members}
+    assert shared == {"preset": None, "expl": None, "only_expl": None, "only_question": None, "preset_twin": "preset"}
+
+
+def test_cli_ensemble_of_members_with_other_templates_matches_each_alone(map_members, map_alone, tmp_path, monkeypatch):
+    """`kit predict` with two adapters of different templates: each saved part is that member alone."""
+    from kaggle_kit.cli import main
+    from kaggle_kit.runtime.ensemble import combine
+
+    monkeypatch.chdir(tmp_path)
+    runs = map_members["runs"]
+    r = CliRunner().invoke(main, ["predict", "--adapter", str(runs["preset"]), "--adapter", str(runs["expl"]), "--weights", "0.5,0.5",
+                                  "--data", str(map_members["test"]), "--out", "sub.csv", "--no-progress", "--json"])
+    assert r.exit_code == 0, r.output
+    parts = {m["name"]: np.load(m["part"])["probs"] for m in json.loads(r.stdout)["members"]}
+    for name in ("preset", "expl"):
+        np.testing.assert_allclose(parts[name], map_alone[name], atol=1e-6, err_msg=f"member {name}'s part")
+    got = combine([parts["preset"], parts["expl"]], [0.5, 0.5], "mean")
+    np.testing.assert_allclose(got, combine([map_alone["preset"], map_alone["expl"]], [0.5, 0.5], "mean"), atol=1e-6)
+
+
+def test_members_that_disagree_on_the_rows_are_refused_before_loading(map_members, tmp_path, monkeypatch):
+    """A member reading its ids from another column is refused by name (both members, the columns, the first
+    differing id) before any weights load; so is a member whose own columns the file lacks."""
+    import csv as _csv
+
+    from kaggle_kit.cli import main
+    from kaggle_kit.runtime import testfile
+    from kaggle_kit.runtime.ensemble import EnsembleError, predict_ensemble_file
+
+    def no_loading(*a, **k):
+        raise AssertionError("weights were loaded before the members were checked")
+
+    monkeypatch.setattr(testfile, "load_replicas", no_loading)
+    runs = map_members["runs"]
+    with map_members["test"].open(newline="", encoding="utf-8") as fh:
+        rows = list(_csv.DictReader(fh))
+    test = tmp_path / "test.csv"
+    with test.open("w", newline="", encoding="utf-8") as fh:
+        w = _csv.DictWriter(fh, fieldnames=list(rows[0]) + ["id"])
+        w.writeheader()
+        w.writerows({**r, "id": f"q{n}"} for n, r in enumerate(rows))
+    other_ids = _map_member_from(runs["preset"], tmp_path / "other_ids", id_column="id")
+    with pytest.raises(EnsembleError) as exc:
+        predict_ensemble_file([runs["expl"], other_ids], test, tmp_path / "s.csv", log=None, progress=False)
+    msg = str(exc.value)
+    assert "expl" in msg and "other_ids" in msg and "'row_id'" in msg and "'id'" in msg and "q0" in msg, msg
+    missing = _map_member_from(runs["expl"], tmp_path / "wants_hint", text_template="Hint: {Hint}\nAnswer: {MC_Answer}")
+    r = CliRunner().invoke(main, ["predict", "--adapter", str(runs["preset"]), "--adapter", str(missing), "--data", str(test),
+                                  "--out", str(tmp_path / "s.csv"), "--no-progress"])
+    assert r.exit_code == 2 and "Error:" in r.output and "wants_hint" in r.output and "Hint" in r.output, r.output
+    assert "Traceback" not in r.output

@@ -161,3 +161,30 @@ def test_metadata_builds_handles_and_reexports_the_rules():
 
     assert md.SLUG_RE is hd.SLUG_RE and md.FRAMEWORKS is hd.FRAMEWORKS and md.canonical_framework("PyTorch") == "pyTorch"
     assert md.slugify("My Inference Notebook") == "my-inference-notebook"
+
+
+@pytest.mark.parametrize("slug_len, ok", [(4, False), (5, True), (49, True), (50, True), (51, False)])
+def test_kernel_slugs_are_5_to_50_characters(slug_len, ok):
+    """Kaggle refuses kernel slugs/titles over 50 characters (Kaggle/kaggle-cli PR #179); the client
+    refuses under 5 (`validate_kernel_string`)."""
+    slug = ("a" * slug_len)
+    _, problems = hd.check_kernel(f"me/{slug}", versioned=False)
+    assert (problems == []) == ok, problems
+    if not ok:
+        assert f"{slug!r}" in problems[0] and ("at most 50" in problems[0] or "at least 5" in problems[0])
+
+
+@pytest.mark.parametrize("prefix, name, expect", [
+    ("llm-classification-finetuning", "inference", "llm-classification-finetuning-inference"),
+    ("wsdm-cup-multilingual-chatbot-arena", "inference-abcd", "wsdm-cup-multilingual-chatbot-arena-inference-abcd"),  # 50
+    ("wsdm-cup-multilingual-chatbot-arena", "inference-abcde", "wsdm-cup-multilingual-chatbot-inference-abcde"),  # 51 -> 45
+    ("wsdm-cup-multilingual-chatbot-arena", "My_Kernel", "wsdm-cup-multilingual-chatbot-arena-my-kernel"),
+])
+def test_fit_slug_keeps_the_name_and_cuts_whole_words(prefix, name, expect):
+    assert hd.fit_slug(prefix, name) == expect
+
+
+def test_fit_slug_of_an_over_long_name_is_cut_with_a_digest():
+    a, b = hd.fit_slug("wsdm-cup", "x" * 60 + "-a"), hd.fit_slug("wsdm-cup", "x" * 60 + "-b")
+    assert a != b and len(a) == len(b) == 50 and hd.SLUG_RE.match(a)
+    assert hd.fit_slug("wsdm-cup", "x" * 60 + "-a") == a

@@ -233,6 +233,20 @@ def test_mismatched_base_fails_before_weights_load(untrained_adapter, tiny_base,
     assert not (tmp_path / "s.csv").exists()
 
 
+def test_bad_tta_fails_before_weights_load(untrained_adapter, lmsys_synth_test, tmp_path, monkeypatch):
+    """A TTA value the engine would refuse fails before the test file is read or any weights load (it used to
+    fail after loading, at the engine)."""
+    from kaggle_kit.runtime import infer
+
+    def no_loading(*a, **k):
+        raise AssertionError("weights loaded before the TTA value was checked")
+
+    monkeypatch.setattr(infer, "load_replicas", no_loading)
+    with pytest.raises(ValueError, match="tta 'sometimes' is not one of"):
+        infer.predict_file(untrained_adapter, lmsys_synth_test, tmp_path / "s.csv", tta="sometimes", progress=False, log=None)
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_label_mismatch_is_a_clear_error(untrained_adapter, tiny_base):
     from kaggle_kit.runtime.manifest import CompatibilityError, Manifest, check_compatible
 

@@ -184,3 +184,78 @@ def test_run_folder_plots_open(train_log):
     for name in ("curves.png", "calibration.png", "confusion_matrix.png"):
         data = (run / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+
+
+# --------------------------------------------------------------------------- the first line, the heartbeat, the baselines
+
+
+def test_training_log_says_what_to_expect_and_names_the_baselines(train_log):
+    """Before step 1 a line says when lines come; the baselines are fitted before weights load and the done
+    line compares the model with them on the task metric."""
+    text, run = train_log
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("[train] starting:"))
+    assert "a line after step 1, then every step" in lines[start] and "at least every 60 s" in lines[start]
+    assert start < next(i for i, ln in enumerate(lines) if ln.startswith("[train] step"))
+    base = next(i for i, ln in enumerate(lines) if ln.startswith("baselines on the"))
+    assert base < next(i for i, ln in enumerate(lines) if ln.startswith("base:")), "baselines come before weights load"
+    assert "TF-IDF+LR" in lines[base] and "prior" in lines[base]
+    done = next(ln for ln in lines if ln.startswith("done:"))
+    assert " | baselines (log_loss): TF-IDF+LR " in done and ", prior " in done, done
+    import json
+
+    record = json.loads((run / "metrics.json").read_text())["baselines"]
+    assert record["metric"] == "log_loss" and {"prior", "tfidf_lr", "model"} <= set(record)
+    assert record["n_val"] == json.loads((run / "metrics.json").read_text())["rows"]["val"]
+
+
+class _State:
+    global_step, max_steps, is_world_process_zero, epoch, num_input_tokens_seen = 0, 40, True, 0.0, 0
+
+
+class _Args:
+    logging_steps, logging_first_step = 10, True
+
+
+def test_heartbeat_lines_while_a_step_is_slow(monkeypatch):
+    """A silent run prints a heartbeat (steps done, time per step, ETA) at least every `heartbeat_s`."""
+    import time
+
+    from kaggle_kit.train.loglines import HEARTBEAT_S, LogLines
+
+    assert HEARTBEAT_S <= 60
+    monkeypatch.setenv("KIT_PROGRESS", "lines")
+    lines: list = []
+    cb = LogLines(lines.append)
+    cb.heartbeat_s = 0.2
+    state = _State()
+    cb.on_train_begin(_Args(), state, None)
+    assert lines[0].startswith("[train] starting: 40 steps to step 40; a line after step 1, then every 10 steps")
+    time.sleep(0.5)
+    assert any(ln.startswith("[train] heartbeat: step 0/40 | step 1 running") for ln in lines), lines
+    state.global_step = 3
+    n = len(lines)
+    time.sleep(0.5)
+    beats = [ln for ln in lines[n:] if ln.startswith("[train] heartbeat:")]
+    assert beats and re.match(r"^\[train\] heartbeat: step 3/40 \| [\d.]+ s/step \| elapsed \d+:\d\d ETA \d+:\d\d$", beats[-1]), beats
+    cb.on_train_end(_Args(), state, None)
+    n = len(lines)
+    time.sleep(0.5)
+    assert len(lines) == n, "no heartbeat after training ends"
+
+
+def test_no_heartbeat_while_lines_keep_coming(monkeypatch):
+    from kaggle_kit.train.loglines import LogLines
+
+    import time
+
+    monkeypatch.setenv("KIT_PROGRESS", "lines")
+    lines: list = []
+    cb = LogLines(lines.append)
+    cb.heartbeat_s = 0.5
+    cb.on_train_begin(_Args(), _State(), None)
+    for _ in range(8):
+        time.sleep(0.1)
+        cb.say("[train] step …")
+    cb.stop_heartbeat()
+    assert not [ln for ln in lines if "heartbeat" in ln], lines

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from fake_kaggle import COMPETITION, KEY, USER, assert_no_secret, fake_kaggle, kaggle_env, project, run_kit  # noqa: F401
+from fake_kaggle import BASE_HANDLE, COMPETITION, KEY, USER, assert_no_secret, fake_kaggle, kaggle_env, project, run_kit  # noqa: F401
 
 ADAPTER = "peft-lora-classifier"
 HANDLE = f"{USER}/gemma2-lmsys-adapter/transformers/{ADAPTER}"
@@ -120,7 +121,7 @@ def test_push_kernel_sends_resolved_sources_and_flags(project, fake_kaggle):
     assert b["language"] == "python" and b["kernelType"] == "notebook"
     assert b["datasetDataSources"] == [f"{USER}/kit-wheels-lmsys"]
     assert b["competitionDataSources"] == [COMPETITION]
-    assert b["modelDataSources"] == [f"{HANDLE}/3"]
+    assert b["modelDataSources"] == [f"{HANDLE}/3", f"{BASE_HANDLE}/1"]  # the adapter and the base it needs
     nb = json.loads(b["text"])
     on_disk = json.loads((project / "kernels" / "inference" / "inference.ipynb").read_text())
     assert len(nb["cells"]) == len(on_disk["cells"]) and nb["cells"]
@@ -149,7 +150,7 @@ def test_full_journey_push_dataset_model_kernel(project, fake_kaggle):
         code, out = run_kit(*args)
         assert code == 0, (args, out)
     b = fake_kaggle.calls("SaveKernel")[0].body
-    assert b["modelDataSources"] == [f"{HANDLE}/1"]
+    assert b["modelDataSources"] == [f"{HANDLE}/1", f"{BASE_HANDLE}/1"]
     # the strict fake accepted every source (they were pushed before)
     assert "invalidModelSources" not in json.dumps(b)
     assert_no_secret(fake_kaggle)
@@ -255,3 +256,66 @@ def test_push_commands_do_not_import_torch(project, kaggle_env):
     assert proc.returncode == 0, proc.stderr
     assert "Dry run (nothing uploaded): kernel" in proc.stdout and "/peft-lora-classifier/2" in proc.stdout
     assert proc.stdout.strip().endswith("NO_TORCH"), proc.stdout[-2000:]
+
+
+# --------------------------------------------------------------------------- issue 21 (8): a dry run is kit validate
+PIN = "instances.peft-lora-classifier.version='2'"  # no 'latest' to resolve: nothing asks Kaggle
+
+
+def _validate(*sets) -> list[str]:
+    code, out = run_kit("validate", "--json", *[a for s in sets for a in ("--set", s)])
+    problems = json.loads(out)["problems"]
+    assert (code != 0) == bool(problems), out
+    return problems
+
+
+def _break_dataset_metadata(project):
+    # build-wheels writes wheels/dataset-metadata.json; push-dataset sends it merged with kit.toml
+    (project / "wheels" / "dataset-metadata.json").write_text(json.dumps({"subtitle": "too short"}))
+
+
+@pytest.mark.parametrize("args, sets, breaks, expect", [
+    # a wheel dataset never built: the kernel mounts it
+    (["push-kernel", "inference"], [PIN], lambda p: shutil.rmtree(p / "wheels"), "run `kit build-wheels`"),
+    # an adapter folder that does not exist: the kernel mounts that instance
+    (["push-kernel", "inference"], [PIN, "train.output=runs/missing"], None, "runs/missing, does not exist"),
+    (["push-kernel", "inference"], [PIN, "kernels.inference.template=nope"], None, "notebooks_src/nope.py not found"),
+    (["push-model", "--instance", ADAPTER], ["train.output=runs/missing"], None, "runs/missing, does not exist"),
+    (["push-model", "--instance", ADAPTER], [], lambda p: (p / "runs" / "adapter" / "kit_manifest.json").unlink(),
+     "kit_manifest.json"),
+    (["push-dataset"], [], _break_dataset_metadata, "subtitle must be 20-80 characters"),
+    (["push-dataset"], ["wheels.dataset_title=Kit wheels for LMSYS"], None, "gives the slug 'kit-wheels-for-lmsys'"),
+])
+def test_dry_run_refuses_what_validate_reports(project, fake_kaggle, args, sets, breaks, expect):
+    """Each push kind: a problem `kit validate` reports makes the dry run (and the push) exit
+    non-zero naming it, before any network call."""
+    if breaks:
+        breaks(project)
+    problems = _validate(*sets)
+    assert any(expect in p for p in problems), problems
+    setargs = [a for s in sets for a in ("--set", s)]
+    for extra in (["--dry-run"], []):
+        code, out = run_kit(*args, *extra, *setargs)
+        assert code != 0, (extra, out)
+        assert expect in out and "nothing was uploaded" in out, out
+    assert fake_kaggle.requests == []
+    assert not (project / ".kit" / "stage").exists()  # refused before staging
+
+
+def test_clean_project_dry_runs_pass_for_every_kind(project, fake_kaggle):
+    assert _validate(PIN) == []
+    for args in (["push-dataset"], ["push-model", "--instance", ADAPTER], ["push-kernel", "inference", "--set", PIN]):
+        code, out = run_kit(*args, "--dry-run")
+        assert code == 0 and "Dry run (nothing uploaded)" in out, (args, out)
+    assert fake_kaggle.requests == []
+
+
+def test_push_kernel_notes_a_shortened_default_slug(project, fake_kaggle):
+    """Issue 21 (10): a default slug over Kaggle's 50 characters is shortened, and the push says so."""
+    long = "wsdm-cup-multilingual-chatbot-arena-and-more"  # + "-inference" = 54 characters
+    code, out = run_kit("push-kernel", "inference", "--dry-run", "--set", PIN, "--set", f"kaggle.competition={long}")
+    assert code == 0, out
+    meta = json.loads((project / ".kit" / "stage" / "kernel" / "inference" / "kernel-metadata.json").read_text())
+    assert meta["id"] == f"{USER}/wsdm-cup-multilingual-chatbot-arena-and-inference" and meta["title"] == meta["id"].split("/")[1]
+    assert f"the default slug '{long}-inference' has 54 characters" in out and "kernels.inference.slug" in out, out
+    assert fake_kaggle.requests == []

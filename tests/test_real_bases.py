@@ -100,6 +100,14 @@ def test_train_predict_notebook_agree(model, quant, small_data, tmp_path, monkey
     assert moved, "no LoRA B matrix moved: the adapter did not train"
     head = {"tiny": "score", "smollm2": "score", "minilm": "classifier"}[model]
     assert any(f".{head}." in n for n in names)
+    # a new head starts at zero (tiny's checkpoint ships one: kept) and learns at its own rate (issue 20)
+    assert manifest["training"]["head"]["init"] == ("checkpoint" if model == "tiny" else "zero")
+    assert manifest["training"]["head"]["learning_rate"] > manifest["training"]["learning_rate"]
+    assert f"head: {head} " in r.output and ("zero-initialised" in r.output) == (model != "tiny")
+    if quant != "none":  # said before step 1: what 4-bit costs on a CPU and the setting to change
+        assert "quantization.mode = '4bit' on a CPU" in r.output and "--quantization none" in r.output
+    baselines = json.loads((run / "metrics.json").read_text())["baselines"]
+    assert {"prior", "tfidf_lr", "model", "metric"} <= set(baselines) and "baselines (" in r.output
     if model == "smollm2":
         tok_cfg = json.loads((run / "tokenizer_config.json").read_text())
         assert manifest["base_model"]["pad_token_id"] != 2 and tok_cfg.get("pad_token") == "<|pad|>"  # not <|im_end|>

@@ -331,3 +331,77 @@ def test_malformed_extra_source_is_an_error_naming_it(tmp_path, extra):
     root = _project(tmp_path, PROJECT_TOML.replace('template = "inference"\n', f'template = "inference"\n{extra}\n'))
     with pytest.raises(KitError, match=r"kernels\.inference\.(dataset|model)_sources"):
         render_kernel(_cfg(root), "inference", root)
+
+
+# --------------------------------------------------------------------------- every model a notebook loads is mounted
+
+NO_BASE = PROJECT_TOML.replace('instances = ["gemma2-base", "peft-lora-classifier"]', 'instances = ["peft-lora-classifier"]')
+
+
+@pytest.mark.parametrize("text, kernel", [
+    (NO_BASE, "inference"),  # the misconceptions / rules shape before the fix
+    (NO_BASE + '\n[kernels.answers]\ntemplate = "generate"\ninstances = ["peft-lora-classifier"]\n', "answers"),
+    (NO_BASE + '\n[model]\nname = "google/gemma-2-9b-it"\n[kernels.train]\ntemplate = "train"\n', "train"),
+    (NO_BASE + '\n[model]\npath = "/models/gemma-2-9b-it"\n[kernels.train]\ntemplate = "train"\n', "train"),
+    (NO_BASE + '\n[kernels.blend]\ntemplate = "inference"\ninstances = ["peft-lora-classifier", "second"]\n'
+     '[instances.second]\nmodel_slug = "second-adapter"\nkind = "adapter"\nversion = "1"\n', "blend"),
+])
+def test_kernel_that_would_load_a_base_from_outside_kaggle_input_is_refused(tmp_path, text, kernel):
+    """A kernel mounting no base instance is refused by `kit render` (and the library call), naming the
+    kernel, what is missing and the kit.toml fix, whatever its template, and for ensembles too."""
+    from kaggle_kit.cli import main
+    from kaggle_kit.notebooks.render import render_kernel
+
+    root = _project(tmp_path, text)
+    with pytest.raises(KitError) as exc:
+        render_kernel(_cfg(root), kernel, root)
+    msg = str(exc.value)
+    assert f"kernels.{kernel}" in msg and "no base model" in msg and "/kaggle/input" in msg, msg
+    assert 'kind = "base"' in msg and f"kernels.{kernel}.instances" in msg, msg
+    assert not (root / "kernels" / kernel).exists()
+    out = CliRunner().invoke(main, ["render", kernel, "--config", str(root / "kit.toml")])
+    assert out.exit_code == 2 and out.output.startswith("Error: ") and f"kernels.{kernel}" in out.output, out.output
+
+
+def test_train_kernel_on_a_named_model_needs_no_base(tmp_path):
+    """'tiny' (and the other named bases) are built from code and installed packages, not read from a path."""
+    from kaggle_kit.notebooks.render import render_kernel
+
+    root = _project(tmp_path, NO_BASE + '\n[model]\nname = "tiny"\n[kernels.train]\ntemplate = "train"\n')
+    assert render_kernel(_cfg(root), "train", root).changed
+
+
+def test_adapter_whose_base_is_not_the_mounted_one_is_refused(tmp_path, untrained_adapter, tiny_base):
+    """Local run folder and base folder at hand: the adapter's manifest must accept a mounted base."""
+    import shutil
+
+    from kaggle_kit.notebooks.render import render_kernel
+
+    other = tmp_path / "other-base"
+    shutil.copytree(tiny_base, other)
+    config = json.loads((other / "config.json").read_text())
+    config["num_hidden_layers"] = config["num_hidden_layers"] + 1
+    (other / "config.json").write_text(json.dumps(config))
+    text = PROJECT_TOML.replace('kind = "base"\n', f'kind = "base"\nsource = "{other}"\n').replace(
+        'kind = "adapter"\n', f'kind = "adapter"\nsource = "{untrained_adapter}"\n')
+    root = _project(tmp_path, text)
+    with pytest.raises(KitError) as exc:
+        render_kernel(_cfg(root), "inference", root)
+    msg = str(exc.value)
+    assert "kernels.inference" in msg and "peft-lora-classifier" in msg and "gemma2-base" in msg and "num_hidden_layers" in msg, msg
+    root = _project(tmp_path / "ok", text.replace(str(other), str(tiny_base)))
+    assert render_kernel(_cfg(root), "inference", root).changed
+
+
+def test_merged_model_needs_no_base(tmp_path, tiny_base):
+    """A folder written by `kit merge` (full weights, no adapter_config.json) is the whole model: no base instance."""
+    import shutil
+
+    from kaggle_kit.notebooks.render import render_kernel
+
+    merged = tmp_path / "merged"
+    shutil.copytree(tiny_base, merged)
+    (merged / "kit_manifest.json").write_text("{}")
+    root = _project(tmp_path, NO_BASE.replace('kind = "adapter"\n', f'kind = "adapter"\nsource = "{merged}"\n'))
+    result = render_kernel(_cfg(root), "inference", root)
+    assert "base" not in json.loads(result.notebook_path.read_text())["metadata"]["kaggle_kit"]["inputs"]

@@ -184,6 +184,37 @@ def test_rendered_notebook_predicts_offline_on_cpu(tmp_path, untrained_adapter, 
     assert "installing nothing" in text
 
 
+def test_base_outside_the_root_fails_as_it_would_on_kaggle(tmp_path, untrained_adapter, lmsys_synth_test, tiny_base):
+    """A notebook that mounts no base (as `kit render` wrote for the misconceptions and rules presets:
+    ``BASE_DIR = None``): the adapter's manifest records the base's folder on this machine, which exists
+    here. The local run must not load it from there: it fails where Kaggle would, with Kaggle's message."""
+    from kaggle_kit.runtime import kaggle_env
+    from kaggle_kit.runtime.manifest import Manifest
+
+    nb_path = _render_project(tmp_path)
+    nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        if src.startswith("TEST_FILE = "):
+            lines = src.splitlines()
+            lines = [("BASE_DIR = None  # the base model named in the adapter's kit_manifest.json" if ln.startswith("BASE_DIR = ") else ln)
+                     for ln in lines]
+            cell["source"] = "\n".join(lines)
+    inputs = nb["metadata"]["kaggle_kit"]["inputs"]
+    del inputs["base"]
+    nb_path.write_text(json.dumps(nb), encoding="utf-8")
+    manifest = Manifest.load(untrained_adapter)
+    assert Path(manifest.base_model["path"]).resolve() == Path(tiny_base).resolve()  # here, outside the root
+    lines = []
+    with pytest.raises(KitError) as exc:
+        run_notebook(nb_path, {"competition": lmsys_synth_test.parent, "adapter": untrained_adapter}, tmp_path / "out",
+                     log=lines.append, network="guard")
+    on_kaggle = kaggle_env.base_not_mounted("/kaggle/" + inputs["adapter"]["paths"][0], manifest.base_model)
+    assert on_kaggle in str(exc.value), str(exc.value)[-3000:]
+    assert "predict_file(" in str(exc.value)  # it failed at the prediction, after the inputs cell printed base: None
+    assert not (tmp_path / "out" / "submission.csv").exists()
+
+
 @pytest.mark.slow
 def test_training_notebook_trains_offline(tmp_path):
     """The train template: embedded kaggle_kit.train + config, run_training on the tiny model, offline."""

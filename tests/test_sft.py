@@ -435,7 +435,8 @@ def test_generation_notebook_renders_and_runs_offline(sft_run, sft_data, tmp_pat
         "[task]\nkind = \"sft\"\n"
         "[data]\ntest = \"/kaggle/input/my-instructions/eval.jsonl\"\nformat = \"instructions\"\n"
         "[inference]\nmax_batch_rows = 4\n"
-        "[kernels.generate]\ntemplate = \"generate\"\ninstances = [\"sft-adapter\"]\n"
+        "[kernels.generate]\ntemplate = \"generate\"\ninstances = [\"tiny-base\", \"sft-adapter\"]\n"
+        "[instances.tiny-base]\nmodel_slug = \"tiny-base\"\nkind = \"base\"\nversion = \"1\"\n"  # run-local mounts the manifest's base there
         "[instances.sft-adapter]\nmodel_slug = \"tiny-sft-adapter\"\nkind = \"adapter\"\nversion = \"1\"\n",
         encoding="utf-8",
     )

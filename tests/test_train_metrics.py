@@ -61,3 +61,55 @@ def test_pad_collator_dynamic_and_fixed():
     assert fixed["input_ids"].shape == (2, 32)
     ml = PadCollator(pad_token_id=0, multilabel=True)([{"input_ids": [1], "labels": label_target([0, 2], 3, True)}])
     assert ml["labels"].dtype.is_floating_point and ml["labels"].tolist() == [[1.0, 0.0, 1.0]]
+
+
+# --------------------------------------------------------------------------- metrics undefined on the rows (issue 21)
+
+
+def test_one_class_binary_rows_report_auc_undefined_with_the_reason():
+    """A binary fold holding one class: ROC AUC and average precision are undefined, said so with the
+    reason (never a bare NaN that reads like a diverged model); the other metrics are still computed."""
+    probs = np.array([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+    m = M.single_label_metrics(probs, [0, 0, 0], ["neg", "pos"])
+    flat = M.scalar_metrics(m)
+    assert "auc" not in flat and "average_precision" not in flat
+    assert all(math.isfinite(v) for v in flat.values()), flat
+    assert flat["accuracy"] == pytest.approx(2 / 3) and math.isfinite(flat["log_loss"])
+    for name in ("auc", "average_precision"):
+        assert "one class" in m["undefined"][name] and "neg" in m["undefined"][name] and "3 rows" in m["undefined"][name]
+    both = M.single_label_metrics(probs, [0, 0, 1], ["neg", "pos"])
+    assert both["undefined"] == {} and both["auc"] == pytest.approx(1.0)
+
+
+def test_multilabel_columns_with_one_class_are_left_out_by_name():
+    probs = np.array([[0.9, 0.2, 0.6], [0.1, 0.7, 0.4], [0.8, 0.8, 0.1]])
+    some = M.multi_label_metrics(probs, np.array([[1, 0, 1], [0, 0, 1], [1, 0, 0]]), ["x", "y", "z"])
+    assert some["column_average"]["columns"] == 2 and set(some["column_average"]["left_out"]) == {"y"}
+    assert "only 0" in some["column_average"]["left_out"]["y"]
+    assert some["auc"] == pytest.approx(np.mean([M.roc_auc(probs[:, 0], [1, 0, 1]), M.roc_auc(probs[:, 2], [1, 1, 0])]))
+    assert "auc" not in some["undefined"]
+    none = M.multi_label_metrics(probs, np.array([[1, 0, 1], [1, 0, 1], [1, 0, 1]]), ["x", "y", "z"])
+    assert "auc" not in M.scalar_metrics(none) and "every label column" in none["undefined"]["auc"]
+    assert all(math.isfinite(v) for v in M.scalar_metrics(none).values())
+
+
+def test_no_rows_is_undefined_not_zero():
+    m = M.single_label_metrics(np.zeros((0, 4)), [], list("abcd"), extra=("map@3",))
+    assert M.scalar_metrics(m) == {}
+    assert set(m["undefined"]) >= {"log_loss", "accuracy", "macro_f1", "map@3"}
+    assert all("no rows" in why for why in m["undefined"].values())
+
+
+def test_undefined_metric_of_the_rows_names_the_reason():
+    assert M.undefined_reason("auc", [0, 0, 0], label_names=["neg", "pos"]) is not None
+    assert M.undefined_reason("log_loss", [0, 0, 0], label_names=["neg", "pos"]) is None
+    assert M.undefined_reason("auc", [0, 1, 0], label_names=["neg", "pos"]) is None
+
+
+def test_eval_line_says_undefined_instead_of_nan():
+    from kaggle_kit.train.loglines import metric_text
+
+    text = metric_text({"eval_log_loss": 0.61, "eval_loss": 0.61, "eval_accuracy": 0.7},
+                       "log_loss", undefined={"auc": "the 12 rows hold one class only (neg)"})
+    assert text.startswith("log_loss 0.6100") and "auc undefined (the 12 rows hold one class only (neg))" in text
+    assert "nan" not in text

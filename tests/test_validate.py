@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from fake_kaggle import COMPETITION, USER, fake_kaggle, kaggle_env, project, run_kit  # noqa: F401
+from fake_kaggle import BASE_HANDLE, COMPETITION, USER, fake_kaggle, kaggle_env, project, run_kit  # noqa: F401
 from kaggle_kit.publish import metadata as md
 from kaggle_kit.publish import validate as vd
 from kaggle_kit.config import load_config
@@ -106,7 +106,7 @@ def test_kernel_metadata_interface(project):
     assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["language"] == "python" and meta["kernel_type"] == "notebook"
     assert meta["dataset_sources"][0] == f"{USER}/kit-wheels-lmsys"
     assert meta["competition_sources"] == [COMPETITION]
-    assert meta["model_sources"] == [f"{USER}/gemma2-lmsys-adapter/transformers/peft-lora-classifier/4"]
+    assert meta["model_sources"] == [f"{USER}/gemma2-lmsys-adapter/transformers/peft-lora-classifier/4", f"{BASE_HANDLE}/1"]
     assert vd.check_kernel_metadata(meta) == []
     # 'latest' needs a resolver
     cfg = load_config(project / "kit.toml")
@@ -168,3 +168,19 @@ def test_empty_folder_lists_every_problem(tmp_path, monkeypatch):
     assert code == 1, out
     assert "no Kaggle user name" in out and "kit build-wheels" in out and "runs/gemma2-lmsys" in out, out
     assert int(out.split(" problem(s)")[0].split()[-1]) >= 4, out
+
+
+def test_kernel_without_a_mounted_base_is_refused_by_validate_and_push(project, fake_kaggle):
+    """The adapter's kit_manifest.json names a base on this machine; a kernel mounting no base instance would
+    load it from there, which Kaggle does not have: validate and every push refuse it (before any network call)."""
+    unmounted = 'kernels.inference.instances=["peft-lora-classifier"]'
+    problems = _problems(project, unmounted)
+    text = "\n".join(problems)
+    assert "kit.toml [kernels.inference]" in text and "no base model" in text and "peft-lora-classifier" in text, problems
+    assert 'kind = "base"' in text and "kernels.inference.instances" in text, problems
+    code, out = run_kit("validate", "--set", unmounted)
+    assert code == 1 and "no base model" in out, out
+    code, out = run_kit("push-kernel", "inference", "--dry-run", "--set", unmounted, "--set", "instances.peft-lora-classifier.version=1")
+    assert code == 2 and "no base model" in out and 'kind = "base"' in out, out
+    assert fake_kaggle.requests == []
+    assert not any("no base model" in p for p in _problems(project))  # the project as it is mounts its base

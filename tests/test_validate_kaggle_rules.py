@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from fake_kaggle import KEY, USER, fake_kaggle, kaggle_env, project, run_kit  # noqa: F401
+from kaggle_kit.errors import KitError
+from kaggle_kit.publish import metadata as md
 from kaggle_kit.publish import validate as vd
 from kaggle_kit.config import load_config
 
@@ -216,3 +218,125 @@ def test_dataset_model_and_instance_metadata_follow_the_client(tmp_path, name, m
     path.write_text(json.dumps(meta))
     problems = vd.check_metadata_file(path)
     assert any(expect in p for p in problems), problems
+
+
+# --------------------------------------------------------------------------- issue 21 (10): titles and slugs, 50 characters
+# Kaggle refuses kernel titles/slugs over 50 characters with a bare server error (Kaggle/kaggle-cli PR
+# #179; Kaggle/learntools PR #48 truncates titles for that reason); the client wants titles of 5 or more.
+WSDM = "wsdm-cup-multilingual-chatbot-arena"  # 35 characters: a kernel name of 15 or more went over
+
+
+def _text(n: int) -> str:
+    """A valid slug of exactly ``n`` characters."""
+    out = "".join("inference-"[i % 10] for i in range(n))
+    return out[:-1] + "z" if out.endswith("-") else out
+
+
+def _cfg(project, *sets, competition=WSDM):
+    return load_config(project / "kit.toml", [f"kaggle.competition={competition}", *sets])
+
+
+@pytest.mark.parametrize("length", [5, 13, 14, 15, 16, 30, 44, 45, 49, 50, 51, 70])
+def test_default_kernel_slug_and_title_stay_within_kaggles_rules(project, length):
+    name = _text(length)
+    cfg = _cfg(project, f"kernels.{name}.template=inference")
+    slug, title = md.kernel_slug(cfg, name), md.kernel_title(cfg, name)
+    assert 5 <= len(slug) <= 50 and 5 <= len(title) <= 50, (slug, title)
+    assert md.SLUG_RE.match(slug) and md.slugify(title) == slug and title == slug
+    full = f"{WSDM}-{name}"
+    notes = md.kernel_names(cfg, name).notes
+    if len(full) <= 50:
+        assert slug == full and notes == []
+    else:  # shortened, and said so, naming the setting that chooses another
+        assert slug != full and len(notes) == 1 and full in notes[0] and repr(slug) in notes[0], notes
+        assert f"kernels.{name}.slug" in notes[0]
+    again = _cfg(project, f"kernels.{name}.template=inference")
+    assert md.kernel_slug(again, name) == slug  # deterministic
+    report = vd.validate_report(cfg, project)
+    assert not [p for p in report.problems if name in p], report.problems
+    assert [w for w in report.warnings if full in w] == notes
+
+
+def test_shortened_defaults_keep_the_kernel_name_and_stay_distinct(project):
+    names = ["inference-ensemble", "inference-ensemble-qwen-gemma-llama-mistral-phi-a",
+             "inference-ensemble-qwen-gemma-llama-mistral-phi-b"]
+    cfg = _cfg(project, *[f"kernels.{n}.template=inference" for n in names])
+    slugs = [md.kernel_slug(cfg, n) for n in names]
+    assert slugs[0] == "wsdm-cup-multilingual-chatbot-inference-ensemble"  # whole words of the competition, then the name
+    assert len(set(slugs)) == 3 and all(len(s) <= 50 for s in slugs), slugs
+
+
+@pytest.mark.parametrize("length, ok", [(5, True), (49, True), (50, True), (51, False), (80, False)])
+def test_an_explicit_kernel_slug_over_50_is_refused_naming_the_setting(project, length, ok):
+    slug = _text(length)
+    cfg = _cfg(project, f"kernels.inference.slug={slug}")
+    bad = [p for p in vd.validate_project(cfg, project) if "kernels.inference.slug" in p and "at most 50" in p]
+    assert bool(bad) != ok, bad
+    if ok:
+        assert md.kernel_slug(cfg, "inference") == slug and md.kernel_names(cfg, "inference").notes == []
+        return
+    assert f"has {length} characters" in bad[0] and repr(slug) in bad[0]
+    with pytest.raises(KitError, match=r"kernels\.inference\.slug"):
+        md.kernel_metadata(cfg, "inference", "inference.ipynb", resolve=lambda *a: 1)
+    code, out = run_kit("render", "inference", "--set", f"kaggle.competition={WSDM}", "--set", f"kernels.inference.slug={slug}")
+    assert code != 0 and "Error:" in out and "kernels.inference.slug" in out and "at most 50" in out, out
+
+
+@pytest.mark.parametrize("length, ok", [(4, False), (5, True), (49, True), (50, True), (51, False), (64, False)])
+def test_an_explicit_kernel_title_outside_5_to_50_is_refused_naming_the_setting(project, length, ok):
+    slug = _text(max(5, min(length, 50)))
+    title = slug[:length] if length < 5 else slug + "!" * (length - len(slug))  # '!' leaves the slug unchanged
+    assert len(title) == length
+    cfg = _cfg(project, f"kernels.inference.slug={slug}", f"kernels.inference.title={title}")
+    bad = [p for p in vd.validate_project(cfg, project) if "kernels.inference.title" in p and "5-50 characters" in p]
+    assert bool(bad) != ok, bad
+    if not ok:
+        with pytest.raises(KitError, match=r"kernels\.inference\.title"):
+            md.kernel_title(cfg, "inference")
+
+
+def test_kit_render_writes_a_shortened_default(project):
+    name = _text(20)
+    sets = [f"kaggle.competition={WSDM}", f"kernels.{name}.template=inference", f'kernels.{name}.instances=["peft-lora-classifier", "tiny-base"]',
+            "instances.peft-lora-classifier.version=1"]
+    code, out = run_kit("render", name, *[a for s in sets for a in ("--set", s)])
+    assert code == 0, out
+    meta = json.loads((project / "kernels" / name / "kernel-metadata.json").read_text())
+    slug = meta["id"].split("/")[1]
+    assert len(slug) <= 50 and len(meta["title"]) <= 50 and md.slugify(meta["title"]) == slug, meta
+    assert vd.check_metadata_file(project / "kernels" / name / "kernel-metadata.json") == []
+    assert f"note: kernels.{name}: the default slug" in out and f"using {slug!r}" in out  # the decision is shown
+
+
+@pytest.mark.parametrize("slug_len, title_len, expect", [
+    (50, 50, None), (51, 50, "slug"), (50, 51, "title"), (5, 4, "title"),
+])
+def test_hand_made_kernel_folder_slug_and_title_lengths(tmp_path, slug_len, title_len, expect):
+    slug = _text(slug_len)
+    title = slug[:title_len] if title_len <= slug_len else slug + "!" * (title_len - slug_len)
+    folder = kernel_folder(tmp_path / "k", id=f"someone/{slug}", title=title)
+    problems, _ = check(folder)
+    hits = [p for p in problems if (f"slug {slug!r}" in p and "at most 50" in p) or (f"title = {title!r}" in p and "5-50" in p)]
+    assert (expect is None) == (not hits), problems
+    if expect:
+        assert any(expect in h for h in hits), hits
+
+
+@pytest.mark.parametrize("slug_len, title_len, ok", [
+    (49, 49, True), (50, 50, True), (51, 51, False), (5, 5, False), (50, 51, False), (6, 6, True),
+])
+def test_wheel_dataset_slug_and_title_are_6_to_50(project, slug_len, title_len, ok):
+    """The client's `dataset_create_new`: slug and title 6-50 characters."""
+    slug = _text(slug_len)
+    title = slug[:title_len] if title_len <= slug_len else slug + "!" * (title_len - slug_len)
+    cfg = load_config(project / "kit.toml", [f"wheels.dataset_slug={slug}", f"wheels.dataset_title={title}"])
+    bad = [p for p in vd.validate_project(cfg, project) if "6-50 characters" in p]
+    assert bool(bad) != ok, bad
+
+
+def test_two_kernels_with_one_slug_are_a_problem(project):
+    cfg = _cfg(project, "kernels.inference.slug=same-kernel", "kernels.train.template=train", "kernels.train.slug=same-kernel")
+    assert any("inference, train all have the slug 'same-kernel'" in p and "set kernels.train.slug" in p
+               for p in vd.validate_project(cfg, project))
+    cfg = _cfg(project, "kernels.train.template=train")
+    assert not [p for p in vd.validate_project(cfg, project) if "push over each other" in p]

@@ -9,7 +9,8 @@ from kaggle_kit.cli.options import echo_json, friendly_errors
 @click.command("blend")
 @click.option("--oof", "sources", multiple=True, required=True,
               help="A member: an oof.csv, a run folder, or an --all-folds parent (its fold-*/oof.csv). Repeat for each member.")
-@click.option("--metric", default=None, help="Metric to optimise (default: the first member's task.metric, else log_loss).")
+@click.option("--metric", default=None, help="Metric to optimise, any that `kit train` accepts (log_loss, accuracy, macro_f1, "
+              "micro_f1, auc, average_precision, map@K for any K …; default: the first member's task.metric, else log_loss).")
 @click.option("--combine", "combine_method", type=click.Choice(["mean", "logit_mean"]), default="mean", show_default=True,
               help="How member probabilities combine (use the same in [ensemble] combine).")
 @click.option("--write-config", "write_config", default=None, type=click.Path(dir_okay=False),

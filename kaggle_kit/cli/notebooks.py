@@ -53,6 +53,8 @@ def render(name, all_, check, as_json, config_path, overrides):
         else:
             state = "written" if r.changed else "unchanged"
             click.echo(f"{r.name}: {state}: {r.notebook_path}, {r.metadata_path} ({len(r.embedded)} modules embedded)")
+        for note in r.notes:
+            click.echo(f"  note: {note}")
     if check and stale:
         click.echo("Rendered files are stale or were edited by hand; run `kit render --all` and commit the result.", err=True)
         sys.exit(1)

@@ -32,16 +32,16 @@ def _kit_errors(fn):
 @click.option("--data", "data", required=True, type=click.Path(exists=True, dir_okay=False), help="Test file (the format recorded in the manifest).")
 @click.option("--out", "out", default="submission.csv", show_default=True, type=click.Path(dir_okay=False), help="Submission CSV to write (atomically).")
 @click.option("--base", "base", default=None, type=click.Path(exists=True, file_okay=False), help="Base model folder (default: the one in kit_manifest.json).")
-@click.option("--budget-minutes", type=float, default=None, help="Finish within this many minutes; degrades in steps (shorter max length, less TTA).")
+@click.option("--budget-minutes", type=click.FloatRange(0, min_open=True), default=None, help="Finish within this many minutes; degrades in steps (shorter max length, less TTA).")
 @click.option("--tta", default=None, help="A/B-swap TTA: none, all, or uncertain:FRACTION (e.g. uncertain:0.3).")
-@click.option("--batch-tokens", type=int, default=None, help="Token budget per batch (rows × longest row). Default 8192.")
-@click.option("--max-batch-rows", type=int, default=None, help="Row cap per batch. Default 64.")
+@click.option("--batch-tokens", type=click.IntRange(1), default=None, help="Token budget per batch (rows × longest row). Default 8192.")
+@click.option("--max-batch-rows", type=click.IntRange(1), default=None, help="Row cap per batch. Default 64.")
 @click.option("--devices", default=None, help="Comma list, one model replica each: cpu,cpu or cuda:0,cuda:1 (default: every GPU, else cpu).")
 @click.option("--quantization", type=click.Choice(["none", "4bit", "8bit"]), default=None, help="Override the quantization the adapter was trained with.")
 @click.option("--sample", default=None, type=click.Path(exists=True, dir_okay=False),
               help="The competition's sample_submission.csv: decides the shape and is compared with the written file "
                    "(default: the sample the run's manifest names, when it lies beside --data).")
-@click.option("--max-unpredicted-share", type=float, default=None, help="Exit 1 (after writing the submission) when more than this share of rows got the fill instead of a prediction (non-finite logits, time budget). Default: inference.max_unpredicted_share (0.01).")
+@click.option("--max-unpredicted-share", type=click.FloatRange(0, 1), default=None, help="Exit 1 (after writing the submission) when more than this share of rows got the fill instead of a prediction (non-finite logits, time budget). Default: inference.max_unpredicted_share (0.01).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (figures and decisions) on stdout.")
 @config_options
@@ -76,6 +76,8 @@ def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, t
     log = (lambda m: click.echo(m, err=True))
     from kaggle_kit.models.named import named_base_for
 
+    _check_options(tta or cfg.tta or None, devices or (cfg.devices or None), "--tta" if tta else "inference.tta",
+                   "--devices" if devices else "inference.devices")
     members, weights = _members(adapter, weights, full.ensemble)
     if len(members) > 1 or _is_parent(members[0]):
         return _predict_ensemble(members, weights, combine or full.ensemble.combine, parts or full.ensemble.parts or None,
@@ -106,6 +108,34 @@ def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, t
         metric = next(iter(k for k in result.metrics if k == (result.manifest.task.get("metric", "") or "")), None) or "log_loss"
         click.echo(f"{metric} {result.metrics.get(metric, float('nan')):.4f} on {data} (all: "
                    + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()) + ")")
+
+
+def _check_options(tta, devices, tta_from: str, devices_from: str) -> None:
+    """KitError naming the option for a TTA or device list the runtime would refuse — before any weights load."""
+    from kaggle_kit.errors import KitError
+    from kaggle_kit.runtime.engine import parse_tta
+    from kaggle_kit.runtime.workers import parse_devices
+
+    if tta is not None:
+        try:
+            parse_tta(tta)
+        except ValueError as exc:
+            raise KitError(f"{tta_from} = {tta!r}: {exc}") from None
+    if devices is None:
+        return
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    here = ",".join(f"cuda:{i}" for i in range(gpus)) or "cpu"
+    try:
+        wanted = parse_devices(devices)
+    except ValueError as exc:
+        raise KitError(f"{devices_from} = {devices!r}: {exc}; this machine has {gpus} GPU(s): e.g. --devices {here}") from None
+    index = {d: (d.partition(":")[2] or "0") for d in wanted if d.startswith("cuda")}
+    missing = [d for d, n in index.items() if not n.isdigit() or int(n) >= gpus]
+    if missing:
+        raise KitError(f"{devices_from} = {devices!r}: {', '.join(missing)} is not on this machine ({gpus} CUDA GPU(s)); "
+                       f"use --devices {here}, or leave --devices out (every GPU, else the CPU)")
 
 
 def _exit_if_unpredicted(result) -> None:
@@ -200,8 +230,10 @@ def merge(adapter, average_folds, out, base, dtype, no_score, as_json):
     logits (see the stack notes). `kit predict --adapter OUT` then loads the merged folder directly.
 
     --average-folds averages every adapter tensor (LoRA A/B, the classification head) of compatible folds
-    (same base, targets, rank; else an error naming the difference) into one adapter that predicts at the
-    cost of one model, and prints its OOF score beside the fold ensemble's.
+    (same base, targets, rank and train.seed; else an error naming the difference) into one adapter that
+    predicts at the cost of one model, prints how far mean(B)·mean(A) is from the folds' mean update
+    mean(BᵢAᵢ) (median and max over modules; a warning when large), and its OOF score beside the fold
+    ensemble's, in the folds' task.metric (any metric `kit train` accepts, map@K included).
 
     \b
     Examples:
@@ -222,6 +254,9 @@ def merge(adapter, average_folds, out, base, dtype, no_score, as_json):
             echo_json(result.to_dict())
             return
         click.echo(f"averaged adapter written to {out} ({len(result.folds)} folds, {result.tensors} tensors)")
+        from kaggle_kit.ensemble.merge_folds import approximation_line
+
+        click.echo(approximation_line(result.approximation) + (" — WARNING: see above" if result.approximation.get("warning") else ""))
         if result.averaged_oof is not None:
             click.echo(f"OOF {result.metric} ({result.rows} rows): fold ensemble {result.fold_ensemble_oof:.5f} | averaged adapter {result.averaged_oof:.5f}")
         return

@@ -45,14 +45,16 @@ def validate(config_path, overrides, folders, as_json):
     """Check every Kaggle metadata field, notebook and upload folder before anything uploads.
 
     Builds the wheel-dataset, model, model-instance and kernel metadata from kit.toml and checks
-    them as Kaggle would: slugs, id = slug of title, sources (no page-type prefix, integer
+    them as Kaggle would: slugs, id = slug of title, kernel titles and slugs of 5-50 characters (a
+    longer default is shortened, with a warning), sources (no page-type prefix, integer
     versions), machine_shape from Kaggle's list (new names: kaggle.extra_machine_shapes), booleans
     (strings are read as the kaggle client reads them, with a warning), the notebook (nbformat,
     kernelspec, language), adapter folders (kit_manifest.json, weights), internet off for
     competition kernels, and the one upload rule over every folder a push would send (credential
     file names, any file holding your Kaggle key). Extra FOLDERS holding metadata JSON are checked
     too; without a kit.toml only they are checked. Lists every problem and warning at once; exits
-    1 when there is a problem, 0 with warnings only.
+    1 when there is a problem, 0 with warnings only. Every push (and its --dry-run) runs the same
+    checks for what it pushes and refuses on the same problems.
 
     \b
     Examples:
@@ -97,7 +99,8 @@ def validate(config_path, overrides, folders, as_json):
 @config_options
 @click.argument("folder", required=False, type=click.Path(file_okay=False))
 @click.option("--version-notes", "-m", default="", help="Notes of the new version (when the dataset exists).")
-@click.option("--dry-run", is_flag=True, help="Stage and show the folder and metadata; upload nothing.")
+@click.option("--dry-run", is_flag=True, help="Run the checks of `kit validate` for this push (exit 2 on a problem), "
+              "stage and show the folder and metadata; upload nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @friendly_errors
 def push_dataset(config_path, overrides, folder, version_notes, dry_run, as_json):
@@ -119,7 +122,8 @@ def push_dataset(config_path, overrides, folder, version_notes, dry_run, as_json
 @config_options
 @click.option("--instance", "instance", required=True, help="Instance name from kit.toml [instances.NAME].")
 @click.option("--version-notes", "-m", default="", help="Notes of the new instance version.")
-@click.option("--dry-run", is_flag=True, help="Stage and show the folder and metadata; upload nothing.")
+@click.option("--dry-run", is_flag=True, help="Run the checks of `kit validate` for this push (exit 2 on a problem), "
+              "stage and show the folder and metadata; upload nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @friendly_errors
 def push_model(config_path, overrides, instance, version_notes, dry_run, as_json):
@@ -143,7 +147,8 @@ def push_model(config_path, overrides, instance, version_notes, dry_run, as_json
 @click.argument("name")
 @click.option("--accelerator", default=None, help="Override kernels.NAME.accelerator (machine_shape), e.g. NvidiaTeslaT4.")
 @click.option("--no-run", is_flag=True, help="Render, check and stage, but do not push (Kaggle runs every pushed version).")
-@click.option("--dry-run", is_flag=True, help="Stage and show the folder and metadata; upload nothing.")
+@click.option("--dry-run", is_flag=True, help="Run the checks of `kit validate` for this push (exit 2 on a problem), "
+              "stage and show the folder and metadata; upload nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @friendly_errors
 def push_kernel(config_path, overrides, name, accelerator, no_run, dry_run, as_json):

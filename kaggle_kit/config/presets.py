@@ -5,6 +5,8 @@ import json
 
 from kaggle_kit.config.problems import ConfigError, _nearest
 
+# Every kernel mounts the base its adapters were trained on as an instance with kind = "base": a notebook
+# loads models only from its sources under /kaggle/input (`kaggle_kit.publish.kernel_checks`).
 PRESETS: dict[str, dict] = {
     "lmsys": {
         "kaggle": {"competition": "llm-classification-finetuning"},
@@ -48,8 +50,11 @@ PRESETS: dict[str, dict] = {
         "quantization": {"mode": "4bit"},
         "peft": {"method": "lora", "targets": ["all-linear"]},
         "train": {"output": "runs/classifier", "metric_for_best": "macro_f1", "early_stopping_patience": 3},
-        "kernels": {"inference": {"template": "inference", "instances": ["peft-lora-classifier"]}},
-        "instances": {"peft-lora-classifier": {"model_slug": "text-classifier-adapter", "kind": "adapter"}},
+        "kernels": {"inference": {"template": "inference", "instances": ["qwen2-5-1-5b-base", "peft-lora-classifier"]}},
+        "instances": {
+            "qwen2-5-1-5b-base": {"model_slug": "qwen2-5-1-5b-base", "kind": "base", "license": "apache-2.0"},
+            "peft-lora-classifier": {"model_slug": "text-classifier-adapter", "kind": "adapter"},
+        },
     },
     # "MAP - Charting Student Math Misunderstandings" (2025): the target is Category:Misconception
     # (Misconception is the literal text NA when there is none), scored by MAP@3 over top-3 labels
@@ -67,8 +72,11 @@ PRESETS: dict[str, dict] = {
         "peft": {"method": "lora", "r": 16, "alpha": 32.0, "targets": ["all-linear"]},
         "train": {"optimizer": "adamw_8bit", "batch_size": 8, "learning_rate": 2e-4, "output": "runs/misconceptions", "metric_for_best": "map@3"},
         "wheels": {"dataset_slug": "kit-wheels-map", "dataset_title": "kit-wheels-map"},
-        "kernels": {"inference": {"template": "inference", "instances": ["peft-lora-classifier"]}},
-        "instances": {"peft-lora-classifier": {"model_slug": "gemma2-misconceptions-adapter", "kind": "adapter"}},
+        "kernels": {"inference": {"template": "inference", "instances": ["gemma2-base", "peft-lora-classifier"]}},
+        "instances": {
+            "gemma2-base": {"model_slug": "gemma2-base", "kind": "base", "license": "gemma"},
+            "peft-lora-classifier": {"model_slug": "gemma2-misconceptions-adapter", "kind": "adapter"},
+        },
     },
     # "Jigsaw - Agile Community Rules Classification" (2025): binary rule_violation, scored by
     # column-averaged ROC AUC over the probability of a violation
@@ -87,8 +95,11 @@ PRESETS: dict[str, dict] = {
         "peft": {"method": "lora", "r": 16, "alpha": 32.0, "targets": ["all-linear"]},
         "train": {"optimizer": "adamw_8bit", "batch_size": 8, "learning_rate": 1e-4, "output": "runs/rules", "metric_for_best": "auc"},
         "wheels": {"dataset_slug": "kit-wheels-rules", "dataset_title": "kit-wheels-rules"},
-        "kernels": {"inference": {"template": "inference", "instances": ["peft-lora-classifier"]}},
-        "instances": {"peft-lora-classifier": {"model_slug": "qwen-rules-adapter", "kind": "adapter"}},
+        "kernels": {"inference": {"template": "inference", "instances": ["qwen2-5-7b-base", "peft-lora-classifier"]}},
+        "instances": {
+            "qwen2-5-7b-base": {"model_slug": "qwen2-5-7b-base", "kind": "base", "license": "apache-2.0"},
+            "peft-lora-classifier": {"model_slug": "qwen-rules-adapter", "kind": "adapter"},
+        },
     },
     "sft": {
         "model": {"name": "google/gemma-7b"},
@@ -98,8 +109,11 @@ PRESETS: dict[str, dict] = {
         "quantization": {"mode": "4bit"},
         "peft": {"method": "lora", "r": 128, "alpha": 256.0, "targets": ["all-linear"]},
         "train": {"optimizer": "paged_adamw_32bit", "scheduler": "cosine", "warmup_ratio": 0.03, "max_grad_norm": 0.3, "output": "runs/sft", "early_stopping_patience": 3},
-        "kernels": {"generate": {"template": "generate", "instances": ["peft-lora-sft"]}},
-        "instances": {"peft-lora-sft": {"model_slug": "gemma-sft-adapter", "kind": "adapter"}},
+        "kernels": {"generate": {"template": "generate", "instances": ["gemma-7b-base", "peft-lora-sft"]}},
+        "instances": {
+            "gemma-7b-base": {"model_slug": "gemma-7b-base", "kind": "base", "license": "gemma"},
+            "peft-lora-sft": {"model_slug": "gemma-sft-adapter", "kind": "adapter"},
+        },
     },
 }
 

@@ -39,7 +39,9 @@ class KaggleConfig:
 class ModelConfig:
     name: str = _f("tiny", "Base model: a hub id (e.g. 'google/gemma-2-9b-it'), 'tiny' (offline random Gemma-2), or the offline pretrained 'smollm2' (SmolLM2-135M-Instruct) / 'minilm' (see README: Real bases).")
     path: str = _f("", "Local folder of the base model; used instead of the hub when set.")
-    dtype: str = _f("auto", "Weights dtype when not quantized.", ("auto", "float32", "bfloat16", "float16"))
+    dtype: str = _f("auto", "Dtype the base's weights load in; auto = the training device's precision (bfloat16 on compute "
+                    "capability 8.0+, float16 on older GPUs such as the T4, float32 on the CPU; a quantized base: its compute dtype).",
+                    ("auto", "float32", "bfloat16", "float16"))
 
 
 @dataclass
@@ -98,7 +100,9 @@ class QuantizationConfig:
     mode: str = _f("none", "Base weights: none, 4-bit NF4 (QLoRA) or 8-bit.", ("none", "4bit", "8bit"))
     quant_type: str = _f("nf4", "4-bit quantization type.", ("nf4", "fp4"))
     double_quant: bool = _f(True, "4-bit double quantization.")
-    compute_dtype: str = _f("bfloat16", "4-bit compute dtype.", ("bfloat16", "float16", "float32"))
+    compute_dtype: str = _f("auto", "4-bit / 8-bit compute dtype; auto = the training device's precision (float16 on a T4, "
+                            "where bfloat16 is only emulated; bfloat16 on compute capability 8.0+; float32 on the CPU).",
+                            ("auto", "bfloat16", "float16", "float32"))
 
 
 @dataclass
@@ -117,6 +121,11 @@ class TrainConfig:
     output: str = _f("runs/latest", "Run folder the adapter and its manifest are written to.")
     optimizer: str = _f("adamw_torch", "Optimizer.", ("adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"))
     learning_rate: float = _f(2e-4, "Peak learning rate.")
+    head_learning_rate: float = _f(0.0, "Peak learning rate of the classification head (its own optimizer group, same schedule); "
+                                   "0 = 25 x learning_rate (measured on real text, README: Training). Classifiers only.")
+    head_init: str = _f("zero", "How a new classification head starts: 'zero' (the untrained model gives every class the same "
+                        "probability) or 'model' (the model class's random normal(0, 0.02), confidently biased on large pooled "
+                        "states). A head the base checkpoint already holds is kept.", ("zero", "model"))
     scheduler: str = _f("cosine", "Learning-rate schedule.", ("cosine", "linear", "constant"))
     warmup_ratio: float = _f(0.05, "Warm-up as a share of all steps (ignored when warmup_steps > 0).")
     warmup_steps: int = _f(0, "Warm-up steps.")
@@ -178,8 +187,9 @@ class WheelsConfig:
 
 @dataclass
 class KernelConfig:
-    slug: str = _f("", "Kernel slug; empty = '<competition>-<name>'.")
-    title: str = _f("", "Kernel title; empty = the slug. Kaggle derives the id from it.")
+    slug: str = _f("", "Kernel slug, 5-50 characters, lowercase-hyphenated; empty = '<competition>-<name>', "
+                        "shortened to 50 characters (whole words of the competition, then the name) and noted.")
+    title: str = _f("", "Kernel title, 5-50 characters; empty = the slug. Kaggle derives the id from it.")
     template: str = _f("inference", "Notebook source in notebooks_src/ (without .py).")
     accelerator: str = _f("NvidiaTeslaT4", "Kaggle accelerator (machine_shape): NvidiaTeslaT4 = GPU T4 x2, "
                                            "TpuV5E8 = TPU v5e-8, '' = CPU; new names: kaggle.extra_machine_shapes.")

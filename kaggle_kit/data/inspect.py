@@ -142,6 +142,7 @@ def inspect_file(
     ds = read_dataset(
         path, format, label_names=label_names, text_columns=tuple(text_columns), label_columns=tuple(label_columns),
         id_column=id_column, skip_bad_rows=True, multilabel=multilabel, seed=seed, label_join=label_join,
+        format_option="--format",  # `kit data inspect` names the format with --format (data.format is kit train's)
     )
     tok, tok_name = load_inspect_tokenizer(tokenizer_path)
     unit = "characters" if isinstance(tok, CharTokenizer) else "tokens"

@@ -67,7 +67,7 @@ def prepare_file(path, tokenizer, out, *, max_length: int = 1024, truncation: st
 
     if Path(str(out)).suffix not in (".jsonl", ".parquet"):
         raise KitError(f"--out {out}: use a .jsonl or .parquet file name")
-    ds = read_dataset(path, format, **(read_kwargs or {}))
+    ds = read_dataset(path, format, format_option="--format", **(read_kwargs or {}))
     tok, name = load_inspect_tokenizer(tokenizer)
     kind = ds.kind
     spec = _spec(kind, template, max_length, truncation, shares, head_fraction, text_template, field_shares)
@@ -94,7 +94,7 @@ def preview_file(path, tokenizer, cfg, *, n_rows: int = 3, format: str = "auto",
     from kaggle_kit.data.inspect import CharTokenizer, component_names, load_inspect_tokenizer
     from kaggle_kit.runtime.formats import read_dataset
 
-    ds = read_dataset(path, format, **(read_kwargs or {}))
+    ds = read_dataset(path, format, format_option="--format", **(read_kwargs or {}))
     tok, _ = load_inspect_tokenizer(tokenizer)
     spec = _spec(ds.kind, cfg.prompt.template, max_length or cfg.prompt.max_length, truncation or cfg.prompt.truncation,
                  cfg.prompt.shares, cfg.prompt.head_fraction, cfg.prompt.text_template, cfg.prompt.field_shares)

@@ -117,22 +117,42 @@ def read_oof(source) -> OOF:
                task.get("metric", ""), [str(f) for f in files])
 
 
-def score(metric: str, probs, labels, multilabel: bool) -> float:
-    """The task metric of ``probs`` (runtime.metrics, the numbers `kit train` reports)."""
+def check_metric(metric: str, where: str = "metric") -> str:
+    """``metric`` when `kit train` accepts the name (runtime.metrics.is_metric: every map@K too), else a KitError
+    naming ``where`` it came from. Whether it fits the task's shape is :func:`score`'s check."""
     from kaggle_kit.runtime import metrics as M
 
+    if not M.is_metric(metric):
+        raise KitError(f"{where} = {metric!r} is not a metric `kit train` accepts; use one of "
+                       f"{', '.join(sorted(M.GREATER_IS_BETTER))} or map@K (K ≥ 1, e.g. map@3)")
+    return metric
+
+
+def score(metric: str, probs, labels, multilabel: bool) -> float:
+    """The task metric of ``probs``: runtime.metrics, the numbers `kit train` reports (map@K for any K and
+    class count, as training asks for it). A metric the task's shape does not report (auc of a 3-class
+    task, map@K of a multi-label one) is a KitError listing the ones it does."""
+    from kaggle_kit.runtime import metrics as M
+
+    check_metric(metric)
     if metric == "log_loss":
         return M.binary_log_loss(probs, labels) if multilabel else M.log_loss(probs, labels)
-    out = (M.multi_label_metrics if multilabel else M.single_label_metrics)(probs, labels)
-    if metric not in out or not isinstance(out[metric], float):
-        raise KitError(f"metric {metric!r} is not one of log_loss, " + ", ".join(k for k, v in out.items() if isinstance(v, float)))
+    extra = (metric,) if M.map_k(metric) else ()
+    out = (M.multi_label_metrics if multilabel else M.single_label_metrics)(probs, labels, extra=extra)
+    undefined = out.get("undefined") or {}
+    if metric in undefined:
+        raise KitError(f"metric {metric!r} cannot be computed on these {len(labels)} rows: {undefined[metric]}")
+    if metric not in out:
+        fits = [k for k, v in out.items() if isinstance(v, float) and not M.map_k(k)] + ([] if multilabel else ["map@K"])
+        raise KitError(f"metric {metric!r} does not fit this {np.shape(probs)[1]}-class {'multi' if multilabel else 'single'}-label "
+                       f"task; use one of {', '.join(fits)}")
     return float(out[metric])
 
 
 def greater_is_better(metric: str) -> bool:
-    from kaggle_kit.runtime.metrics import GREATER_IS_BETTER
+    from kaggle_kit.runtime.metrics import greater_is_better as direction
 
-    return GREATER_IS_BETTER.get(metric, metric != "log_loss")
+    return direction(check_metric(metric))
 
 
 def align(members: Sequence[OOF]) -> tuple:
@@ -220,12 +240,15 @@ def blend(sources: Sequence, metric: Optional[str] = None, combine_method: str =
 
     if len(sources) < 2:
         raise KitError("blend needs at least two members (--oof A --oof B)")
+    if metric:
+        check_metric(metric, "--metric")
     members = [read_oof(s) for s in sources]
-    metric = metric or members[0].metric or "log_loss"
+    if not metric:
+        metric = check_metric(members[0].metric, f"task.metric of {members[0].source}") if members[0].metric else "log_loss"
     ids, labels, probs = align(members)
     ml = members[0].multilabel
+    equal = score(metric, combine(probs, [1.0 / len(probs)] * len(probs), combine_method, ml), labels, ml)  # fits the task?
     weights, best = fit_weights(probs, labels, metric, combine_method, ml)
-    equal = score(metric, combine(probs, [1.0 / len(probs)] * len(probs), combine_method, ml), labels, ml)
     rows = [{"name": m.name, "source": m.source, "member": m.member, "rows": len(m.ids), "files": len(m.files),
              "score": score(metric, p, labels, ml), "weight": w} for m, p, w in zip(members, probs, weights)]
     return BlendResult(metric, combine_method, len(ids), rows, weights, best, equal, greater_is_better(metric))

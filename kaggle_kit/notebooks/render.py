@@ -60,6 +60,7 @@ class RenderResult:
     stale_files: list = field(default_factory=list)  # files on disk that differ from a fresh render (or are missing)
     embedded: list = field(default_factory=list)  # package-relative paths of the embedded modules
     inputs: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)  # decisions taken for the user (e.g. a default slug shortened to fit)
 
     def to_dict(self) -> dict:
         return {
@@ -70,6 +71,7 @@ class RenderResult:
             "changed": self.changed,
             "stale_files": [str(p) for p in self.stale_files],
             "embedded": self.embedded,
+            "notes": self.notes,
         }
 
 
@@ -346,10 +348,7 @@ def build(cfg: KitConfig, name: str, root=".", resolve=None) -> dict:
     entries = EMBED.get(kernel.template, ["kaggle_kit.runtime"])
     files = embedded_files(entries)
     inputs = kernel_inputs(cfg, name, metadata)
-    missing = [r for r in REQUIRED_INPUTS.get(kernel.template, ()) if r not in inputs]
-    if missing:
-        fixes = "; ".join(f"{r}: {INPUT_FIX[r].format(name=name)}" for r in missing)
-        raise KitError(f"kernels.{name} (template {kernel.template!r}) needs input(s) {', '.join(missing)} that kit.toml does not provide: {fixes}")
+    check_inputs(cfg, name, inputs, root)
     inf = cfg.inference
     settings = {
         "tta": inf.tta if inf.tta != "none" else None,
@@ -406,6 +405,22 @@ def build(cfg: KitConfig, name: str, root=".", resolve=None) -> dict:
         "inputs": inputs,
         "embedded": context["embedded_files"],
     }
+
+
+def check_inputs(cfg: KitConfig, name: str, inputs: dict, root: Path) -> None:
+    """KitError when kernel ``name`` lacks an input its template needs, or its notebook would load a model from
+    outside /kaggle/input (`kaggle_kit.publish.kernel_checks.kernel_model_problems`: `kit validate` and every
+    push run the same check)."""
+    from kaggle_kit.publish.kernel_checks import kernel_model_problems
+
+    template = cfg.kernels[name].template
+    missing = [r for r in REQUIRED_INPUTS.get(template, ()) if r not in inputs]
+    if missing:
+        fixes = "; ".join(f"{r}: {INPUT_FIX[r].format(name=name)}" for r in missing)
+        raise KitError(f"kernels.{name} (template {template!r}) needs input(s) {', '.join(missing)} that kit.toml does not provide: {fixes}")
+    problems = kernel_model_problems(cfg, name, root)
+    if problems:
+        raise KitError("\n".join(problems))
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -495,7 +510,15 @@ def render_kernel(cfg: KitConfig, name: str, root=".", check: bool = False, reso
         stale_files=stale,
         embedded=built["embedded"],
         inputs=built["inputs"],
+        notes=_kernel_notes(cfg, name),
     )
+
+
+def _kernel_notes(cfg: KitConfig, name: str) -> list:
+    """What rendering decided for the user (a default slug shortened to Kaggle's 50 characters, …)."""
+    from kaggle_kit.publish.metadata import kernel_names
+
+    return list(kernel_names(cfg, name).notes)
 
 
 def render_all(cfg: KitConfig, root=".", check: bool = False, resolve=None) -> list:

@@ -23,7 +23,12 @@ Kaggle's rules, where they matter (kaggle 2.2.4 `kaggle_api_extended.py`, kaggle
   ``transformers`` (there is no ``peft``);
 - version: an integer >= 1 (`validate_model_instance_version_string`; a third part of a dataset
   or kernel source is read as a version, and the server wants a number there: no ``latest``);
-- kernel slugs: at least 5 characters (`validate_kernel_string`).
+- kernel slugs: 5 to 50 characters, kernel titles too: the client refuses slugs (`validate_kernel_string`)
+  and titles (`kernels_push`: "Title must be at least five characters") under 5; Kaggle's server refuses
+  either over 50 with a bare "500 - An internal server error" (Kaggle/kaggle-cli PR #179, which documents
+  `kernels init --title` as "more than 5 characters and less or equal to 50"; Kaggle/learntools PR #48
+  truncates kernel titles over 50 for the same reason). The slug is the title lowercased with hyphens
+  (Kaggle/kaggle-cli wiki "Kernel Metadata"), and the client warns when they differ.
 
 Constructing a handle checks nothing (values built from kit.toml are checked all at once by
 `kit validate`). Text comes in through:
@@ -37,6 +42,7 @@ Constructing a handle checks nothing (values built from kit.toml are checked all
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -58,6 +64,8 @@ FRAMEWORKS = (
     "tensorRtLlm", "triton", "vllm", "other",
 )
 KERNEL_SLUG_MIN = 5  # the client's `validate_kernel_string`
+KERNEL_SLUG_MAX = 50  # Kaggle's server (Kaggle/kaggle-cli PR #179; see the module doc)
+KERNEL_TITLE_MIN, KERNEL_TITLE_MAX = 5, 50  # the client's `kernels_push`; the server, as for slugs
 MODEL_EXAMPLE = "me/gemma2-adapter/transformers/peft-lora-classifier"
 
 
@@ -215,6 +223,36 @@ def slug_problems(value, field: str, where: str = "", pattern=SLUG_RE, what: str
     return []
 
 
+def fit_slug(prefix: str, name: str, limit: int = KERNEL_SLUG_MAX) -> str:
+    """``prefix-name`` as a slug of at most ``limit`` characters, deterministically: whole when it fits;
+    else the prefix cut to its first whole words, then the whole name (``wsdm-cup-multilingual-chatbot-arena``
+    + ``inference-abcdef`` -> ``wsdm-cup-multilingual-chatbot-inference-abcdef``); else, when the name
+    leaves no room for a word of the prefix, the text cut and ended with 6 hex digits of its SHA-1, so
+    that names differing only past the cut still give different slugs."""
+    full = slugify(f"{prefix}-{name}")
+    if len(full) <= limit:
+        return full
+    tail, head = slugify(name), ""
+    for word in slugify(prefix).split("-"):
+        longer = f"{head}-{word}" if head else word
+        if len(longer) + 1 + len(tail) > limit:
+            break
+        head = longer
+    if head and tail:
+        return f"{head}-{tail}"
+    digest = hashlib.sha1(full.encode("utf-8")).hexdigest()[:6]
+    return f"{full[:limit - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def kernel_title_problems(title, where: str = "", field: str = "title", fix: str = "") -> list[str]:
+    """A kernel title of 5 to 50 characters (see the module doc). ``fix``: the setting to change."""
+    if isinstance(title, str) and KERNEL_TITLE_MIN <= len(title) <= KERNEL_TITLE_MAX:
+        return []
+    size = f" (it has {len(title)})" if isinstance(title, str) else ""
+    return [f"{_at(where)}{field} = {title!r} must be {KERNEL_TITLE_MIN}-{KERNEL_TITLE_MAX} characters{size}: the "
+            f"kaggle client refuses shorter titles and Kaggle's server longer ones; {fix or 'change the title'}"]
+
+
 # --------------------------------------------------------------------------- checks
 
 
@@ -238,7 +276,7 @@ def _version(text: str, named: str, where: str, problems: list, message: str) ->
 
 
 def _owner_slug(kind: str, text, where: str, versioned: Optional[bool], strict: bool, named: Optional[str],
-                parts_named: Optional[str], slug_min: int = 0):
+                parts_named: Optional[str], slug_min: int = 0, slug_max: int = 0):
     """(owner, slug, version, problems) of ``owner/slug[/VERSION]``; owner is None when the shape is wrong."""
     named = named or f"{kind} handle {text!r}"
     parts_named = parts_named or named
@@ -253,6 +291,9 @@ def _owner_slug(kind: str, text, where: str, versioned: Optional[bool], strict: 
         problems += slug_problems(parts[1], f"{parts_named} slug", where)
         if len(parts[1]) < slug_min:
             problems.append(f"{_at(where)}{parts_named} slug {parts[1]!r} must be at least {slug_min} characters (kaggle client)")
+        if slug_max and len(parts[1]) > slug_max:
+            problems.append(f"{_at(where)}{parts_named} slug {parts[1]!r} has {len(parts[1])} characters; Kaggle's server "
+                            f"refuses more (at most {slug_max}): shorten it")
     version = None
     if len(parts) == 3:
         version = _version(parts[2], named, where, problems,
@@ -273,9 +314,10 @@ def check_dataset(text, where: str = "", *, versioned: Optional[bool] = None, st
 
 def check_kernel(text, where: str = "", *, versioned: Optional[bool] = None, strict: bool = True,
                  named: Optional[str] = None, parts_named: Optional[str] = None) -> tuple:
-    """``(KernelHandle or None, problems)`` of ``owner/kernel-slug[/VERSION]`` (slug of 5 characters or more)."""
+    """``(KernelHandle or None, problems)`` of ``owner/kernel-slug[/VERSION]`` (a slug of 5 to 50 characters)."""
     owner, slug, version, problems = _owner_slug("kernel", text, where, versioned, strict, named, parts_named,
-                                                 slug_min=KERNEL_SLUG_MIN if strict else 0)
+                                                 slug_min=KERNEL_SLUG_MIN if strict else 0,
+                                                 slug_max=KERNEL_SLUG_MAX if strict else 0)
     return (None if owner is None else KernelHandle(owner, slug, version)), problems
 
 

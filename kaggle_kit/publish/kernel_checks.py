@@ -18,8 +18,11 @@ lenient as its client (kaggle 2.2.4, `kaggle/api/kaggle_api_extended.py`).
   `metadata.kernelspec` is accepted and then dies on Kaggle ("No kernel name found in notebook").
   So it must be valid nbformat 4, name a kernel, and speak the metadata's language.
 
+- Models: every model a kernel's notebook loads is one of its sources under /kaggle/input
+  (`kernel_model_problems`, run by `kit render`, `kit validate` and every push).
+
 Each function appends problems (the push would fail or misrun) and warnings (it works, but write
-it differently) to the lists it is given; nothing raises.
+it differently) to the lists it is given, or returns them; nothing raises.
 """
 from __future__ import annotations
 
@@ -222,3 +225,122 @@ def notebook_problems(path: Path, language: Optional[str]) -> list[str]:
         p.append(f"{path}: the notebook's kernel speaks {spoken!r} (kernelspec {spec.get('name')!r}) but "
                  f"kernel-metadata.json says language {language!r}; make them agree")
     return p
+
+
+# --------------------------------------------------------------------------- the models a notebook loads
+
+# A kernel's notebook loads its base from the instance with kind = "base" it mounts (the `base` input of
+# `kaggle_kit.notebooks.render`); without one it would fall back to the folder the adapter's kit_manifest.json
+# records, or (train template) to model.path / a hub id: paths of this machine, absent on Kaggle, where the
+# notebook stops only after the push and the wait for a GPU. Named bases ('tiny', 'smollm2', 'minilm') are
+# built from code and installed packages, so a train kernel needs no base instance for them.
+KAGGLE_INPUT = "/kaggle/input"
+
+
+def kernel_model_problems(cfg, name: str, root=".") -> list[str]:
+    """Problems of kernel ``name`` whose notebook would load a model from outside /kaggle/input: no base
+    instance where it needs one (an adapter that is not a merged model, a train kernel on model.path or a
+    hub id), or (run and base folders at hand) an adapter whose manifest accepts none of the mounted bases.
+    Each names the kernel, what is missing and the kit.toml fix; an unknown kernel or instance is left to
+    the metadata checks. Used by `kit render`, `kit validate` and every push."""
+    kernel = cfg.kernels.get(name)
+    if kernel is None:
+        return []
+    where = f"kit.toml [kernels.{name}]"
+    listed = [i for i in kernel.instances if i in cfg.instances]
+    bases = [i for i in listed if cfg.instances[i].kind == "base"]
+    folders = {i: _local_folder(cfg, i, root) for i in listed}
+    adapters = [i for i in listed if cfg.instances[i].kind == "adapter" and not _is_merged(folders[i])]
+    manifests = {a: _manifest(folders[a]) for a in adapters}
+    if bases:
+        return [p for a in adapters for p in _base_mismatch(name, a, manifests[a], bases, folders)]
+    loads = _base_it_would_load(cfg, kernel, adapters, manifests)
+    if not loads:
+        return []
+    extra = (f" (kernels.{name}.model_sources {list(kernel.model_sources)} are mounted, but the notebook takes its "
+             f"base only from an instance with kind = \"base\")" if kernel.model_sources else "")
+    return [f"{where} (template {kernel.template!r}) mounts no base model: its notebook would load {loads}, which is "
+            f"not under {KAGGLE_INPUT} on Kaggle (there it stops with \"the base model folder ... is not here\", after "
+            f"the push and the wait for a GPU); a notebook loads models only from its sources{extra}. Fix kit.toml: "
+            f"{_base_fix(cfg, name, kernel)}"]
+
+
+def _local_folder(cfg, inst: str, root) -> Optional[Path]:
+    """The folder instance ``inst`` publishes, when it is on this machine (else None: nothing to compare)."""
+    from kaggle_kit.errors import KitError
+
+    try:
+        folder = md.instance_source(cfg, inst, root)
+    except KitError:
+        return None
+    return folder if folder.is_dir() else None
+
+
+def _is_merged(folder: Optional[Path]) -> bool:
+    """A `kit merge` folder (full weights + kit_manifest.json, no adapter_config.json): the whole model, no base."""
+    return (folder is not None and (folder / "config.json").is_file() and (folder / "kit_manifest.json").is_file()
+            and not (folder / "adapter_config.json").is_file())
+
+
+def _manifest(folder: Optional[Path]):
+    from kaggle_kit.runtime.manifest import Manifest
+
+    if folder is None or not (folder / "kit_manifest.json").is_file():
+        return None
+    try:
+        return Manifest.load(folder)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _base_it_would_load(cfg, kernel, adapters: list, manifests: dict) -> str:
+    """What the notebook of a kernel without a base instance would load its base from ('' when nothing)."""
+    from kaggle_kit.models.named import NAMED_MODELS
+
+    if adapters:
+        recorded = []
+        for a in adapters:
+            bm = manifests[a].base_model if manifests[a] is not None else {"name": cfg.model.name}
+            at = f" at {bm['path']}" if bm.get("path") else ""
+            recorded.append(f"the base of adapter instance {a!r} ({bm.get('name') or '?'}{at})")
+        return ", ".join(recorded) + " from the folder recorded in the adapter's kit_manifest.json"
+    if kernel.template == "train" and cfg.model.path:
+        return f"the base to train from model.path = {cfg.model.path!r}"
+    if kernel.template == "train" and cfg.model.name not in NAMED_MODELS:
+        return f"the base to train from the hub id model.name = {cfg.model.name!r}"
+    return ""
+
+
+def _base_fix(cfg, name: str, kernel) -> str:
+    """The kit.toml change that mounts a base: list a base instance kit.toml already has, else add one."""
+    known = [i for i, inst in cfg.instances.items() if inst.kind == "base"]
+    if known:
+        listed = json.dumps([known[0]] + list(kernel.instances))
+        return f"list the base instance [instances.{known[0]}] (kind = \"base\") first: kernels.{name}.instances = {listed}"
+    slug = hd.slugify((cfg.model.name or "base").rsplit("/", 1)[-1]) + "-base"
+    listed = json.dumps([slug] + list(kernel.instances))
+    return (f"add an [instances.{slug}] table with model_slug = \"{slug}\", kind = \"base\" and the licence of its weights, "
+            f"list it first: kernels.{name}.instances = {listed}, then publish it (`kit fetch-base --instance {slug}`, "
+            f"`kit push-model --instance {slug}`)")
+
+
+def _base_mismatch(name: str, adapter: str, manifest, bases: list, folders: dict) -> list[str]:
+    """A problem when ``adapter``'s manifest accepts none of the mounted bases (their folders at hand)."""
+    from kaggle_kit.runtime.manifest import CompatibilityError, check_compatible
+
+    if manifest is None:
+        return []
+    why = []
+    for b in bases:
+        if folders[b] is None or not (folders[b] / "config.json").is_file():
+            return []  # not at hand: the notebook's own check runs before any weights load
+        try:
+            check_compatible(manifest, folders[b], None)
+            return []
+        except CompatibilityError as exc:
+            why.append(f"{b}: {exc}")
+    bm = manifest.base_model or {}
+    return [f"kit.toml [kernels.{name}]: adapter instance {adapter!r} was trained on {bm.get('name') or bm.get('path') or '?'}, "
+            f"but none of the base instances the kernel mounts is that base ({'; '.join(why)}); the notebook would stop "
+            f"before predicting. Fix kit.toml: mount that base's instance (an [instances.NAME] table with kind = \"base\" "
+            f"whose source is the base's folder) in kernels.{name}.instances"]

@@ -2,7 +2,8 @@
 
 Each builder fills the matching `metadata_templates/*.json.j2` (values through the `json`
 filter, so booleans stay booleans) and returns the parsed dict. The checks of these dicts live
-in `kaggle_kit.publish.validate`; `validate_project` is re-exported here.
+in `kaggle_kit.publish.validate` (which imports this module, not the other way round). Kernel slugs
+and titles keep to Kaggle's 5-50 characters: see `kernel_names`.
 
 Model sources in kernels use Kaggle's 5-part handle
 ``owner/model-slug/framework/instance-slug/VERSION`` with an integer VERSION. When an instance
@@ -21,11 +22,13 @@ This module imports only the standard library and the kit's light modules (no to
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 from kaggle_kit.config import KitConfig
 from kaggle_kit.errors import KitError
+from kaggle_kit.publish import handles as hd
 from kaggle_kit.publish.handles import (  # noqa: F401  (the slug and framework rules, re-exported: md.SLUG_RE etc.)
     FRAMEWORKS,
     INSTANCE_SLUG_RE,
@@ -38,7 +41,7 @@ from kaggle_kit.publish.handles import (  # noqa: F401  (the slug and framework 
     parse_model_instance_handle,
     slugify,
 )
-from kaggle_kit.templating import render_metadata
+from kaggle_kit.templating import read_json, render_metadata
 
 Resolver = Callable[[str, str, str, str], int]
 
@@ -163,6 +166,36 @@ def dataset_metadata(cfg: KitConfig, description: str = "") -> dict:
     )
 
 
+def dataset_folder(cfg: KitConfig, folder: Optional[str] = None, root: str | Path = ".") -> Path:
+    """The folder `kit push-dataset [FOLDER]` uploads: FOLDER, else the wheel set (wheels.out), under ``root``."""
+    src = Path(folder or cfg.wheels.out).expanduser()
+    return src if src.is_absolute() else Path(root) / src
+
+
+def is_wheel_set(cfg: KitConfig, src: Path, root: str | Path = ".") -> bool:
+    return Path(src).resolve() == dataset_folder(cfg, None, root).resolve()
+
+
+def dataset_upload_metadata(cfg: KitConfig, folder: Optional[str] = None, root: str | Path = ".") -> dict:
+    """The dataset-metadata.json `kit push-dataset [FOLDER]` sends. The wheel set: its own file (which
+    `kit build-wheels` writes) with id, title, licence and privacy from kit.toml, and kit.toml's
+    description when it has none. Another folder: its own file, as it is (KitError when absent)."""
+    src = dataset_folder(cfg, folder, root)
+    meta_file = src / "dataset-metadata.json"
+    meta = {}
+    if meta_file.is_file():
+        meta = read_json(meta_file)
+        if not isinstance(meta, dict):
+            raise KitError(f"{meta_file} must hold a JSON object (id, title, licenses)")
+    if is_wheel_set(cfg, src, root):
+        built = dataset_metadata(cfg)
+        meta = {**meta, **{k: built[k] for k in ("id", "title", "licenses", "isPrivate")}}
+        meta.setdefault("description", built["description"])
+    elif not meta:
+        raise KitError(f"{src} has no dataset-metadata.json; write one (id, title, licenses) or push the wheel set (`kit push-dataset`)")
+    return meta
+
+
 # --------------------------------------------------------------------------- kernels
 
 
@@ -178,17 +211,62 @@ def kernel_config(cfg: KitConfig, name: str):
     return _named(cfg.kernels, name, "kernel", "kernels")
 
 
-def kernel_slug(cfg: KitConfig, name: str) -> str:
+@dataclass(frozen=True)
+class KernelNames:
+    """A kernel's slug and title, the notes on how they were chosen, and the problems that refuse them."""
+
+    slug: str
+    title: str
+    notes: list
+    problems: list
+
+
+def kernel_names(cfg: KitConfig, name: str) -> KernelNames:
+    """Slug and title of kernel ``name``, within Kaggle's rules (5-50 characters each; see
+    `kaggle_kit.publish.handles`). The default slug, ``<competition>-<name>`` (``kit-<name>`` without a
+    competition), is shortened deterministically when it is longer (`handles.fit_slug`; a note says
+    so); a slug or title set in kit.toml is never changed: outside the limits it is a problem naming
+    the setting. The title defaults to the slug, so that Kaggle's slug of the title is the id's."""
     kernel = kernel_config(cfg, name)
+    notes: list[str] = []
+    problems: list[str] = []
     if kernel.slug:
-        return kernel.slug
-    prefix = cfg.kaggle.competition or "kit"
-    return f"{prefix}-{name}"
+        slug = kernel.slug
+        if len(slug) > hd.KERNEL_SLUG_MAX:
+            problems.append(f"kernels.{name}.slug = {slug!r} has {len(slug)} characters; Kaggle's server refuses longer "
+                            f"kernel slugs than {hd.KERNEL_SLUG_MAX}: set kernels.{name}.slug to at most {hd.KERNEL_SLUG_MAX} "
+                            "characters, or leave it empty for a default that fits")
+    else:
+        prefix = cfg.kaggle.competition or "kit"
+        full, slug = f"{prefix}-{name}", hd.fit_slug(prefix, name)
+        if len(full) > hd.KERNEL_SLUG_MAX:
+            notes.append(f"kernels.{name}: the default slug {full!r} has {len(full)} characters, over Kaggle's "
+                         f"{hd.KERNEL_SLUG_MAX}; using {slug!r}" + ("" if kernel.title else " (and as the title)")
+                         + f"; set kernels.{name}.slug and kernels.{name}.title to choose another")
+    if kernel.title:
+        title = kernel.title
+        problems += hd.kernel_title_problems(title, field=f"kernels.{name}.title",
+                                             fix=f"change kernels.{name}.title (or leave it empty: the title is then the slug)")
+    else:
+        title = slug
+    return KernelNames(slug, title, notes, problems)
+
+
+def _checked_names(cfg: KitConfig, name: str) -> KernelNames:
+    names = kernel_names(cfg, name)
+    if names.problems:
+        raise KitError("\n".join(names.problems))
+    return names
+
+
+def kernel_slug(cfg: KitConfig, name: str) -> str:
+    """The kernel's slug (see `kernel_names`); a KitError when kit.toml sets one Kaggle refuses."""
+    return _checked_names(cfg, name).slug
 
 
 def kernel_title(cfg: KitConfig, name: str) -> str:
     """The kernel's title; empty in kit.toml = the slug (so that slugify(title) == slug)."""
-    return kernel_config(cfg, name).title or kernel_slug(cfg, name)
+    return _checked_names(cfg, name).title
 
 
 def kernel_ref(cfg: KitConfig, name: str) -> KernelHandle:
@@ -210,6 +288,7 @@ def kernel_metadata(
     then its extra model sources. Private, internet off and the accelerator come from kit.toml.
     """
     kernel = kernel_config(cfg, name)
+    names = _checked_names(cfg, name)
     who = owner(cfg)
     datasets = [str(DatasetHandle(who, cfg.wheels.dataset_slug))]
     for src in kernel.dataset_sources:
@@ -218,8 +297,8 @@ def kernel_metadata(
     return render_metadata(
         "kernel-metadata.json",
         dict(
-            id=str(KernelHandle(who, kernel_slug(cfg, name))),
-            title=kernel_title(cfg, name),
+            id=str(KernelHandle(who, names.slug)),
+            title=names.title,
             code_file=code_file,
             is_private=kernel.is_private,
             enable_gpu=kernel.enable_gpu,

@@ -2,8 +2,9 @@
 authenticates and may print), never through the CLI or hand-written HTTP.
 
 Each push:
-1. builds the metadata from kit.toml (`kaggle_kit.publish.metadata`) and checks it (`kaggle_kit.publish.validate`),
-   reporting every problem at once, before any network call;
+1. builds the metadata from kit.toml (`kaggle_kit.publish.metadata`) and runs the checks `kit validate` runs
+   for what it pushes (`kaggle_kit.publish.validate.push_report`; a kernel with the wheel set and the
+   instances it mounts), reporting every problem at once, before any network call, with or without --dry-run;
 2. stages a fresh folder under ``<root>/.kit/stage/<kind>/<name>/`` holding only what should go
    (no checkpoints, optimizer states or caches), refusing credential-looking files and symlinks
    that leave the source folder; sub-folders are uploaded as tar archives (``dir_mode="tar"``);
@@ -168,17 +169,6 @@ def fresh_stage(root: Path, kind: str, name: str) -> Path:
     return path
 
 
-def stage_tree(src: Path, dest: Path, exclude=(), secrets=()) -> list[str]:
-    """Copy what an upload of ``src`` sends (`uploads.upload_files`: minus ``exclude``, names or
-    globs at any depth) into ``dest``. All refusals of the one upload rule (credential names or
-    bytes, symlinks leaving ``src``) are collected and raised together."""
-    src, dest = Path(src), Path(dest)
-    chosen, problems = up.check_upload(src, exclude, secrets)
-    if problems:
-        raise KitError("refusing to upload:\n  - " + "\n  - ".join(problems))
-    return _copy_files(chosen, dest)
-
-
 def _copy_files(chosen, dest: Path) -> list[str]:
     out = []
     for path, rel in chosen:
@@ -222,33 +212,19 @@ def _secrets() -> list[str]:
 
 def push_dataset(cfg: KitConfig, folder: Optional[str] = None, root: str | os.PathLike = ".", version_notes: str = "",
                  dry_run: bool = False, api=None) -> PushResult:
-    """Create the dataset in ``folder`` (default: the wheel set, wheels.out), or a new version when it exists."""
+    """Create the dataset in ``folder`` (default: the wheel set, wheels.out), or a new version when it exists.
+    Refuses, before staging, on every problem `kit validate` reports for it (`validate.push_report`)."""
     root = Path(root)
-    src = Path(folder or cfg.wheels.out)
-    src = src if src.is_absolute() else root / src
-    if not src.is_dir():
-        hint = "run `kit build-wheels`" if not folder else "check the path"
-        raise KitError(f"dataset folder {src} not found; {hint}")
-    wheels = Path(cfg.wheels.out)
-    wheels = (wheels if wheels.is_absolute() else root / wheels).resolve()
-    meta_file = src / "dataset-metadata.json"
-    meta = {}
-    if meta_file.is_file():
-        meta = read_json(meta_file)
-    if src.resolve() == wheels:
-        built = md.dataset_metadata(cfg)
-        meta = {**meta, **{k: built[k] for k in ("id", "title", "licenses", "isPrivate")}}
-        meta.setdefault("description", built["description"])
-    elif not meta:
-        raise KitError(f"{src} has no dataset-metadata.json; write one (id, title, licenses) or push the wheel set (`kit push-dataset`)")
-    _raise_problems(vd.check_dataset_metadata(meta, str(meta_file)), "push-dataset")
-    slug = hd.parse_dataset_handle(meta["id"], versioned=False, where=str(meta_file)).slug  # checked just above
+    report = vd.push_report(cfg, "dataset", root=root, folder=folder)
+    _raise_problems(report.problems, "push-dataset")
+    src = md.dataset_folder(cfg, folder, root)
+    meta = md.dataset_upload_metadata(cfg, folder, root)
+    slug = hd.parse_dataset_handle(meta["id"], versioned=False).slug  # checked by push_report
     staged = fresh_stage(root, "dataset", slug)
-    stage_tree(src, staged, exclude=("dataset-metadata.json",), secrets=_secrets())
-    if not any(staged.iterdir()):
-        raise KitError(f"{src} holds nothing to upload")
+    _copy_files(up.upload_files(src, ("dataset-metadata.json",))[0], staged)  # the upload rule passed in push_report
     write_json(staged / "dataset-metadata.json", meta)
-    result = PushResult("dataset", slug, "dry-run", meta["id"], staged, {"dataset-metadata.json": meta}, _listing(staged))
+    result = PushResult("dataset", slug, "dry-run", meta["id"], staged, {"dataset-metadata.json": meta}, _listing(staged),
+                        notes=[f"warning: {w}" for w in report.warnings])
     if dry_run:
         return result
     api = api or open_api()
@@ -277,18 +253,14 @@ def push_model(cfg: KitConfig, instance: str, root: str | os.PathLike = ".", ver
     else a new instance version. Records the pushed version in .kit/published.json."""
     root = Path(root)
     inst = md.instance_config(cfg, instance)
+    # every problem `kit validate` reports for this instance: metadata, framework, the folder and the upload rule
+    report = vd.push_report(cfg, "model", instance, root)
+    _raise_problems(report.problems, "push-model")
+    notes = report.warnings
     src = md.instance_source(cfg, instance, root)
-    manifest = model_card.read_manifest(src)[0] if inst.kind == "adapter" and src.is_dir() else None
+    manifest = model_card.read_manifest(src)[0] if inst.kind == "adapter" else None
     model_meta = md.model_metadata(cfg, instance, root, manifest)
     inst_meta = md.instance_metadata(cfg, instance, manifest)
-    where = f"[instances.{instance}]"
-    problems = vd.check_model_metadata(model_meta, f"{where} model") + vd.check_instance_metadata(inst_meta, where)
-    if inst.kind == "adapter" and inst_meta["framework"] != "transformers":
-        problems.append(f"{where}: framework = {inst.framework!r}: a PEFT adapter is published as 'transformers'")
-    notes: list[str] = []
-    # the same folder rule as `kit validate`: what the notebook needs, and the upload/credential rule
-    problems += vd.instance_folder_problems(cfg, instance, src, where, _secrets(), notes)
-    _raise_problems(problems, "push-model")
     stage = fresh_stage(root, "model", instance)
     files_dir, model_dir = stage / "instance", stage / "model"
     files_dir.mkdir()
@@ -352,11 +324,12 @@ def push_kernel(cfg: KitConfig, name: str, root: str | os.PathLike = ".", accele
     notebook and the metadata, and push (Kaggle runs every pushed version)."""
     root = Path(root)
     md.kernel_config(cfg, name)
-    # check what kit.toml says before any network call ('latest' versions stand in as 1 here)
-    pre = md.kernel_metadata(cfg, name, f"{name}.ipynb", resolve=lambda *a: 1, accelerator=accelerator)
-    warnings: list[str] = []
+    # before any network call: what `kit validate` checks for this kernel and what it mounts ('latest' versions
+    # stand in as 1 here); the rendered folder is checked below, once rendered
+    report = vd.push_report(cfg, "kernel", name, root, accelerator=accelerator)
+    _raise_problems(report.problems, "push-kernel")
+    warnings: list[str] = list(report.warnings)
     extra = cfg.kaggle.extra_machine_shapes
-    _raise_problems(vd.check_kernel_metadata(pre, f"kit.toml [kernels.{name}]", warnings=warnings, extra_shapes=extra), "push-kernel")
     offline = dry_run or no_run
     state = {"api": api}
 

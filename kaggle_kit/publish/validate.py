@@ -76,9 +76,7 @@ def check_kernel_metadata(meta: dict, where: str = "kernel-metadata.json", folde
     warnings go to ``warnings`` when a list is given."""
     warnings = [] if warnings is None else warnings
     p = _placeholders(meta, where) + _kernel_id(meta, where)
-    title = meta.get("title")
-    if not isinstance(title, str) or len(title) < 5:
-        p.append(f"{where}: title = {title!r} must be a string of at least 5 characters")
+    p += hd.kernel_title_problems(meta.get("title"), where)
     if meta.get("language") not in kc.SCRIPT_SUFFIXES:  # client: valid_push_language_types
         p.append(f"{where}: language = {meta.get('language')!r} must be one of python, r, rmarkdown")
     if meta.get("kernel_type") not in ("script", "notebook"):  # client: valid_push_kernel_types
@@ -258,77 +256,153 @@ def instance_folder_problems(cfg, name: str, src: Path, where: str, secrets, war
     return p + up.check_upload(src, up.instance_exclude(inst.kind, src), secrets)[1]
 
 
-def _wheels(cfg, root: Path, who: str, secrets) -> list[str]:
+def dataset_problems(cfg, root: Path, secrets, folder=None, required: bool = True) -> list[str]:
+    """What `kit push-dataset [FOLDER]` would send (default: the wheel set): the folder holds files
+    (``required``; a kernel mounts the wheel set), the dataset-metadata.json the push sends
+    (`metadata.dataset_upload_metadata`) and the upload rule over the files."""
     p: list[str] = []
-    meta = _collect(p, md.dataset_metadata, cfg)
-    if meta is not None:
-        p += check_dataset_metadata(meta, "wheel dataset (kit.toml [wheels])")
-    wheels = Path(cfg.wheels.out)
-    wheels = wheels if wheels.is_absolute() else root / wheels
-    if not wheels.is_dir() or not any(wheels.iterdir()):
-        if cfg.kernels:
-            p.append(f"wheels.out: {wheels} is missing or empty, and kernels mount it as {hd.DatasetHandle(who, cfg.wheels.dataset_slug)}; run `kit build-wheels`")
-    else:
-        p += up.check_upload(wheels, ("dataset-metadata.json",), secrets)[1]
+    src = md.dataset_folder(cfg, folder, root)
+    wheel_set = md.is_wheel_set(cfg, src, root)
+    empty = not src.is_dir() or not any(src.iterdir())
+    if empty and required:
+        if wheel_set:
+            mounted = f", and kernels mount it as {hd.DatasetHandle(md.owner(cfg), cfg.wheels.dataset_slug)}" if cfg.kernels else ""
+            p.append(f"wheels.out: {src} is missing or empty{mounted}; run `kit build-wheels`")
+        else:
+            p.append(f"dataset folder {src} is missing or empty; check the path")
+    if src.is_dir() or wheel_set:  # the wheel set's metadata comes from kit.toml even before it is built
+        meta = _collect(p, md.dataset_upload_metadata, cfg, folder, root)
+        if meta is not None:
+            p += check_dataset_metadata(meta, "wheel dataset (kit.toml [wheels])" if wheel_set else str(src / "dataset-metadata.json"))
+    if not empty:
+        p += up.check_upload(src, ("dataset-metadata.json",), secrets)[1]
     return p
 
 
-def _kernels(cfg, root: Path, secrets, warnings: list) -> list[str]:
+def instance_problems(cfg, name: str, root: Path, secrets, warnings: list) -> list[str]:
+    """What `kit push-model --instance NAME` would send: model and instance metadata, the framework,
+    and the folder (`instance_folder_problems`)."""
+    p: list[str] = []
+    where = f"kit.toml [instances.{name}]"
+    inst = _collect(p, md.instance_config, cfg, name)
+    if inst is None:
+        return p
+    src = _collect(p, md.instance_source, cfg, name, root)
+    manifest = mc.read_manifest(src)[0] if src is not None and inst.kind == "adapter" else None
+    meta = _collect(p, md.model_metadata, cfg, name, root, manifest)
+    if meta is not None:
+        p += check_model_metadata(meta, f"{where} model")
+    meta = _collect(p, md.instance_metadata, cfg, name, manifest)
+    if meta is not None:
+        p += check_instance_metadata(meta, where)
+    if inst.kind == "adapter" and md.canonical_framework(inst.framework) not in (None, "transformers"):
+        p.append(f"{where}: framework = {inst.framework!r}: a PEFT adapter is published as 'transformers'")
+    if src is not None:
+        p += instance_folder_problems(cfg, name, src, where, secrets, warnings)
+    return p
+
+
+def kernel_problems(cfg, name: str, root: Path, secrets, warnings: list, accelerator: Optional[str] = None,
+                    rendered: bool = True) -> list[str]:
+    """Kernel ``name`` as kit.toml builds it: slug and title (`metadata.kernel_names`; a shortened
+    default is a warning), the template, the metadata ('latest' versions stand in as 1); with
+    ``rendered``, the kernels/<name>/ folder as it is on disk (a push renders it first)."""
     from kaggle_kit.templating import NOTEBOOK_SOURCES
 
     p: list[str] = []
+    where = f"kit.toml [kernels.{name}]"
+    kernel = _collect(p, md.kernel_config, cfg, name)
+    if kernel is None:
+        return p
+    names = md.kernel_names(cfg, name)
+    warnings += names.notes
+    p += names.problems
+    template = kernel.template
+    if not ((root / "notebooks_src" / f"{template}.py").is_file() or (NOTEBOOK_SOURCES / f"{template}.py").is_file()):
+        p.append(f"{where}: template = {template!r}: notebooks_src/{template}.py not found")
+    p += kc.kernel_model_problems(cfg, name, root)  # every model its notebook loads is a source under /kaggle/input
     extra = cfg.kaggle.extra_machine_shapes
-    for name, kernel in cfg.kernels.items():
-        where = f"kit.toml [kernels.{name}]"
-        template = kernel.template
-        if not ((root / "notebooks_src" / f"{template}.py").is_file() or (NOTEBOOK_SOURCES / f"{template}.py").is_file()):
-            p.append(f"{where}: template = {template!r}: notebooks_src/{template}.py not found")
+    if not names.problems:  # else kernel_metadata refuses with the same messages
         placeholder = lambda *a: 1  # 'latest' is resolved at push time; check the rest of the form here
-        meta = _collect(p, md.kernel_metadata, cfg, name, f"{name}.ipynb", resolve=placeholder)
+        meta = _collect(p, md.kernel_metadata, cfg, name, f"{name}.ipynb", resolve=placeholder, accelerator=accelerator)
         if meta is not None:
             p += check_kernel_metadata(meta, where, warnings=warnings, extra_shapes=extra)
-        folder = root / "kernels" / name
-        if (folder / "kernel-metadata.json").is_file():
-            p += check_folder(folder, secrets, warnings, extra)
+    folder = root / "kernels" / name
+    if rendered and (folder / "kernel-metadata.json").is_file():
+        p += check_folder(folder, secrets, warnings, extra)
     return p
+
+
+def _same_slugs(cfg) -> list[str]:
+    """Two kernels of kit.toml with one slug would push over each other."""
+    by_slug: dict = {}
+    for name in cfg.kernels:
+        by_slug.setdefault(md.kernel_names(cfg, name).slug, []).append(name)
+    return [f"kit.toml: kernels {', '.join(names)} all have the slug {slug!r} and would push over each other; "
+            f"set kernels.{names[-1]}.slug (and .title) to another" for slug, names in by_slug.items() if len(names) > 1]
+
+
+def _owner_problems(cfg, kernel: bool) -> list[str]:
+    p = _slug(md.owner(cfg), "Kaggle user name", "kit.toml kaggle.username", md.OWNER_RE, "owner")
+    if kernel and cfg.kaggle.competition:
+        p += _slug(cfg.kaggle.competition, "kaggle.competition", "kit.toml")
+    return p
+
+
+def push_report(cfg, kind: str, name: Optional[str] = None, root: str | os.PathLike = ".", folder=None,
+                accelerator: Optional[str] = None, secrets: Optional[Iterable[str]] = None) -> Report:
+    """The checks of `kit validate` for one push, before any network call: ``kind`` 'dataset' (FOLDER
+    ``folder``, default the wheel set), 'model' (instance ``name``) or 'kernel' (kernel ``name``, and
+    the wheel set and instances it mounts; its folder is checked again once rendered). Every push and
+    its --dry-run refuse on these problems, so a dry run that passes is one the push does not refuse
+    locally."""
+    from kaggle_kit.publish.credentials import configured_secrets
+
+    root, report = Path(root), Report()
+    p, warnings = report.problems, report.warnings
+    secrets = configured_secrets() if secrets is None else list(secrets)
+    if _collect(p, md.owner, cfg) is None:
+        return report
+    p += _owner_problems(cfg, kernel=kind == "kernel")
+    if kind == "dataset":
+        p += dataset_problems(cfg, root, secrets, folder)
+    elif kind == "model":
+        p += instance_problems(cfg, name, root, secrets, warnings)
+    elif kind == "kernel":
+        p += kernel_problems(cfg, name, root, secrets, warnings, accelerator, rendered=False)
+        p += dataset_problems(cfg, root, secrets)
+        kernel = cfg.kernels.get(name)
+        for inst in (kernel.instances if kernel else ()):
+            p += instance_problems(cfg, inst, root, secrets, warnings)
+    else:
+        raise ValueError(f"push_report: kind {kind!r} is not dataset, model or kernel")
+    report.problems, report.warnings = _unique(p), _unique(warnings)
+    return report
 
 
 def validate_report(cfg, root: str | os.PathLike = ".", folders: Iterable[str | os.PathLike] = ()) -> Report:
     """Every publishing problem and warning of a project at once: the wheel dataset, each model
-    instance and each kernel built from kit.toml, the folders they publish (the one upload rule,
-    with the configured Kaggle key), the rendered kernels/<name>/ folders, and extra ``folders``."""
+    instance and each kernel built from kit.toml (each as `push_report` checks it for its push), the
+    folders they publish (the one upload rule, with the configured Kaggle key), the rendered
+    kernels/<name>/ folders, and extra ``folders``."""
     from kaggle_kit.publish.credentials import configured_secrets
 
     root = Path(root)
     report = Report()
     p, warnings = report.problems, report.warnings
     secrets = configured_secrets()
-    who = _collect(p, md.owner, cfg)
-    if who is None:  # listed above; check the rest with a stand-in owner, so every other problem shows too
+    if _collect(p, md.owner, cfg) is None:  # listed above; check the rest with a stand-in owner, so every other problem shows too
         import copy
 
         cfg = copy.deepcopy(cfg)
-        cfg.kaggle.username = who = "your-kaggle-username"
-    if who is not None:
-        p += _slug(who, "Kaggle user name", "kit.toml kaggle.username", md.OWNER_RE, "owner")
-        if cfg.kaggle.competition:
-            p += _slug(cfg.kaggle.competition, "kaggle.competition", "kit.toml")
-        p += _wheels(cfg, root, who, secrets)
-        for name, inst in cfg.instances.items():
-            where = f"kit.toml [instances.{name}]"
-            src = _collect(p, md.instance_source, cfg, name, root)
-            manifest = mc.read_manifest(src)[0] if src is not None and inst.kind == "adapter" else None
-            meta = _collect(p, md.model_metadata, cfg, name, root, manifest)
-            if meta is not None:
-                p += check_model_metadata(meta, f"{where} model")
-            meta = _collect(p, md.instance_metadata, cfg, name, manifest)
-            if meta is not None:
-                p += check_instance_metadata(meta, where)
-            if inst.kind == "adapter" and md.canonical_framework(inst.framework) not in (None, "transformers"):
-                p.append(f"{where}: framework = {inst.framework!r}: a PEFT adapter is published as 'transformers'")
-            if src is not None:
-                p += instance_folder_problems(cfg, name, src, where, secrets, warnings)
-        p += _kernels(cfg, root, secrets, warnings)
+        cfg.kaggle.username = "your-kaggle-username"
+    p += _owner_problems(cfg, kernel=True)
+    p += dataset_problems(cfg, root, secrets, required=bool(cfg.kernels))
+    for name in cfg.instances:
+        p += instance_problems(cfg, name, root, secrets, warnings)
+    for name in cfg.kernels:
+        p += kernel_problems(cfg, name, root, secrets, warnings)
+    p += _same_slugs(cfg)
     for folder in folders:
         p += check_folder(Path(folder), secrets, warnings, cfg.kaggle.extra_machine_shapes)
     report.problems, report.warnings = _unique(p), _unique(warnings)

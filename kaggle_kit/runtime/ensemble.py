@@ -4,11 +4,14 @@ One job per module:
 
 - :mod:`runtime.ensemble_members`: who the members are (a run folder, or each fold of an ``--all-folds``
   parent), the checks that they fit together (task kind and label order, else :class:`EnsembleError`
-  names the member), each member's manifest (read once), content key, ``tokens_key`` and loader;
+  names the member), each member's manifest (read once), content key, ``tokens_key`` and loader, and the
+  test file read through each member's own manifest (its format, id column, text columns or template
+  fields: a member never sees another member's columns); members that do not read the same ids are
+  refused, both named, before any weights load;
 - :mod:`runtime.ensemble_run`: members run one after another, each loaded, predicted (same length-sorted
   batches, TTA, devices, time budget as a single adapter) and freed before the next, so one GPU pair holds
-  one model at a time; rows are tokenized once per distinct tokenizer + prompt settings + task kind (the
-  ``tokens_key``) and the token ids handed to the engine (``predict_rows(encoded=...)``);
+  one model at a time; rows are tokenized once per distinct tokenizer + prompt settings + reading of the
+  test file + task kind (the ``tokens_key``) and the token ids handed to the engine (``predict_rows(encoded=...)``);
 - :mod:`runtime.ensemble_parts`: each member's probabilities are saved as it finishes (``parts/NN-name.npz``,
   written atomically) with a content key (its manifest, adapter weights, the test file and the settings that
   change predictions); a rerun reuses parts whose key matches and ignores stale ones (logged), so a crash
@@ -38,8 +41,8 @@ from .ensemble_budget import (SAMPLE_MIN, SAMPLE_SHARE, BudgetPlan, MemberCost, 
                               plan_budget)
 from .ensemble_combine import COMBINE_METHODS, EnsembleError, combine, parse_weights  # noqa: F401 (re-exported)
 from .ensemble_members import (TOKENIZER_FILES, EnsembleMember, check_members, expand_members,  # noqa: F401 (re-exported)
-                               file_members, file_sha256, folder_fingerprint, pick_base, tokens_key_for,
-                               weights_fingerprint)
+                               file_members, file_sha256, folder_fingerprint, pick_base, read_member_data,
+                               tokens_key_for, weights_fingerprint)
 from .ensemble_parts import PARTS_VERSION, load_part, part_path, save_part  # noqa: F401 (re-exported)
 from .ensemble_run import free_memory, run_members  # noqa: F401 (re-exported)
 from .health import DEFAULT_MAX_UNPREDICTED_SHARE, UnpredictedShare
@@ -94,10 +97,12 @@ def predict_ensemble_file(adapters: Sequence, data_path, out_path, *, weights=No
     (deadline, non-finite logits); above ``max_unpredicted_share`` (default 1%) the result's
     ``too_many_unpredicted`` is True and an ``error:`` line is logged (the submission is still written).
     ``manifests``: {run folder: Manifest} already read (e.g. by the notebook's version check); every other
-    member's kit_manifest.json is read here; each is read once and handed to the member's loader."""
+    member's kit_manifest.json is read here; each is read once and handed to the member's loader. Each member
+    reads the test file through its own manifest (format, id column, text columns or template fields); members
+    that do not read the same ids are refused (EnsembleError naming both) before any weights load."""
     from .manifest import check_compatible
     from .submission import compare_with_sample, write_submission
-    from .testfile import read_test_data, submission_style
+    from .testfile import submission_style
     from .workers import parse_devices
 
     t0 = time.monotonic()
@@ -111,11 +116,11 @@ def predict_ensemble_file(adapters: Sequence, data_path, out_path, *, weights=No
     members = file_members(adapters, weights, file_sha256(data_path), base_path=base_path, bases=bases, devices=devs,
                            quantization=quantization, tta=tta, log=decide, names=names, manifests=manifests)
     check_members(members)
-    ds = read_test_data(members[0].manifest, data_path, decide)
-    labels = ds.label_names or None
-    for m in members:  # every member against its base and the data, before any weights load
+    datasets = read_member_data(members, data_path, decide)  # each member's own reading; the same ids, or refused
+    ds = datasets[0]
+    for m, m_ds in zip(members, datasets):  # every member against its base and its reading of the data, before any weights load
         try:
-            check_compatible(m.manifest, m.base, labels)
+            check_compatible(m.manifest, m.base, m_ds.label_names or None)
         except CompatibilityError as exc:
             raise EnsembleError(f"member {m.name} ({m.path}): {exc}") from None
     parts_dir = Path(parts_dir) if parts_dir else Path(out_path).resolve().parent / "parts"

@@ -2,9 +2,12 @@
 
 - :func:`expand_members`: a run folder is one member; an ``--all-folds`` parent is one member per fold;
 - :func:`check_members`: members must agree on the task kind and the label order;
+- :func:`read_member_data`: each member reads the test file through its own manifest (format, id column,
+  text columns or template fields) into ``member.rows``; members whose ids or row set differ are refused
+  by name, before any weights load;
 - :func:`file_members`: for run folders, each member's manifest (read once and handed to its loader),
   base, content key (for its saved part), ``tokens_key`` (members with the same tokenizer, prompt
-  settings and task encode rows once) and size (a cost proxy for the time budget).
+  settings, reading of the test file and task encode rows once) and size (a cost proxy for the time budget).
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ class EnsembleMember:
 
     ``tokens_key``: members with equal keys share one tokenization. ``key``: content key of its saved
     part ('' = never saved). ``size``: a cost proxy (bytes of weights) for estimating members not run yet.
+    ``rows``: the test rows as this member's manifest reads them (:func:`read_member_data`; None: the rows
+    handed to :func:`runtime.ensemble_run.run_members`).
     """
 
     name: str
@@ -41,6 +46,7 @@ class EnsembleMember:
     size: float = 1.0
     path: str = ""
     base: Optional[str] = None
+    rows: Optional[list] = None
 
 
 def check_members(members: Sequence[EnsembleMember]) -> None:
@@ -53,6 +59,64 @@ def check_members(members: Sequence[EnsembleMember]) -> None:
         if list(m.manifest.labels) != list(first.manifest.labels):
             raise EnsembleError(f"member {m.name} ({m.path or m.name}) has labels {m.manifest.labels} but {first.name} has "
                                 f"{first.manifest.labels}; members must share the label order (retrain it, or leave it out)")
+
+
+def read_member_data(members: Sequence[EnsembleMember], data_path, decide: Callable) -> list:
+    """[Dataset per member]: the test file read through each member's own manifest (format, id column, text
+    columns or template fields); ``member.rows`` set. Members with equal read settings share one reading.
+
+    Raises EnsembleError naming the member when its reading fails (a column it needs is missing, …), and naming
+    both members and what differs when a member's ids are not the first member's (other id column, other rows)."""
+    from .problems import DataError
+    from .testfile import read_settings, read_test_data
+
+    readings: dict = {}  # read settings -> (Dataset, [member names])
+    out = []
+    for m in members:
+        settings = read_settings(m.manifest)
+        key = json.dumps(settings, sort_keys=True, default=str)
+        if key not in readings:
+            try:
+                ds = read_test_data(m.manifest, data_path, decide,
+                                    format_from=f"member {m.name}'s manifest ({Path(m.path or '.') / MANIFEST_NAME}, task.format)")
+            except DataError as exc:
+                raise EnsembleError(f"member {m.name} ({m.path or m.name}) cannot read the test file: {exc}") from None
+            readings[key] = (ds, [])
+        ds, who = readings[key]
+        who.append(m.name)
+        m.rows = ds.rows
+        if out:
+            _same_rows(members[0], out[0], m, ds, data_path)
+        out.append(ds)
+    if len(readings) > 1:
+        for key, (ds, who) in readings.items():
+            s = json.loads(key)
+            cols = s.get("text_columns")
+            decide(f"{', '.join(who)}: read {data_path} as {s['format']}, ids from {s['id_column']!r}"
+                   + (f", text columns {cols}" if cols else "") + f" ({len(ds)} rows)")
+    return out
+
+
+def _same_rows(first: EnsembleMember, first_ds, m: EnsembleMember, ds, data_path) -> None:
+    """EnsembleError unless member ``m`` read the same ids, in the same order, as the first member."""
+    from .testfile import read_settings
+
+    a, b = first_ds.ids, ds.ids
+    if a == b:
+        return
+    sa, sb = read_settings(first.manifest), read_settings(m.manifest)
+    differs = [f"{k} {sb[k]!r} (vs {sa[k]!r})" for k in ("format", "id_column") if sa[k] != sb[k]]
+    if len(a) != len(b):
+        what = f"{len(b)} rows where {first.name} reads {len(a)}"
+    else:
+        k = next(n for n, (x, y) in enumerate(zip(a, b)) if x != y)
+        what = f"the id {b[k]!r} in row {k + 1}, where {first.name} reads {a[k]!r}"
+    fix = "; ".join(f"data.{k} = {sa[k]!r}" for k in ("format", "id_column") if sa[k] != sb[k])
+    raise EnsembleError(
+        f"members {first.name} ({first.path or first.name}) and {m.name} ({m.path or m.name}) do not read the same rows of "
+        f"{data_path}: {m.name} reads {what}" + (f"; its manifest has {', '.join(differs)}" if differs else "")
+        + f". Members must predict the same test ids: leave {m.name} out"
+        + (f", or retrain it with {fix}" if fix else "") + ".")
 
 
 def expand_members(paths: Sequence, weights: Sequence[float], names: Optional[Sequence[str]] = None) -> list:
@@ -97,8 +161,11 @@ def folder_fingerprint(folder, names: Sequence[str] = (), pattern: str = "") -> 
 
 
 def tokens_key_for(tokenizer_dir, manifest) -> str:
-    """Members with the same tokenizer files, prompt settings and task kind encode rows identically."""
-    spec = json.dumps({"prompt": manifest.prompt, "kind": manifest.kind}, sort_keys=True)
+    """Members with the same tokenizer files, prompt settings, task kind and reading of the test file (format,
+    id column, text columns or template fields: :func:`runtime.testfile.read_settings`) encode rows identically."""
+    from .testfile import read_settings
+
+    spec = json.dumps({"prompt": manifest.prompt, "kind": manifest.kind, "read": read_settings(manifest)}, sort_keys=True, default=str)
     return hashlib.sha256((folder_fingerprint(tokenizer_dir, TOKENIZER_FILES) + spec).encode()).hexdigest()[:16]
 
 
@@ -122,6 +189,7 @@ def weights_fingerprint(folder) -> str:
 def pick_base(name: str, folder, manifest, base_path=None, bases: Sequence = ()):
     """The base folder for one member: None for a merged folder, ``base_path`` when given, else the mounted
     candidate (``bases``) its manifest accepts (config sha256, else architecture), else the manifest's path."""
+    from .kaggle_env import recorded_base
     from .manifest import check_compatible
     from .modeling import is_merged_folder
 
@@ -141,7 +209,7 @@ def pick_base(name: str, folder, manifest, base_path=None, bases: Sequence = ())
     if bases:
         raise EnsembleError(f"member {name} ({folder}): none of the mounted bases {[str(b) for b in bases]} is its base "
                             f"({manifest.base_model.get('name') or manifest.base_model.get('path')}); mount that base's instance")
-    return manifest.base_model.get("path")
+    return recorded_base(manifest.base_model, folder) or None  # outside a notebook only (kaggle_env.recorded_base)
 
 
 def file_members(adapters: Sequence, weights, data_sha: str, *, base_path=None, bases: Sequence = (), devices=(),

@@ -2,8 +2,10 @@
 
 - members run one after another, each loaded, predicted (same length-sorted batches, TTA, devices,
   time budget as a single adapter) and freed before the next, so one GPU pair holds one model at a time;
-- rows are tokenized once per distinct ``tokens_key`` and the token ids handed to the engine
-  (``predict_rows(encoded=...)``); ids no later member needs are freed;
+- each member predicts its own rows (``member.rows``: the test file read through its own manifest), else
+  the rows handed in; rows are tokenized once per distinct ``tokens_key`` (tokenizer, prompt settings,
+  reading of the test file, task) and the token ids handed to the engine (``predict_rows(encoded=...)``);
+  ids no later member needs are freed;
 - each member's probabilities are saved as it finishes and reused by a rerun (:mod:`runtime.ensemble_parts`);
 - under a deadline, each member's rate is measured when it starts and the rest re-planned
   (:mod:`runtime.ensemble_budget`); the plan may drop members, whose weight the others then share.
@@ -90,6 +92,10 @@ def _start(members, rows, ids, combine_method: str, tta, options: dict, log: Opt
     decisions: list = []
     decide = recorder(decisions, log)
     check_members(members)
+    for m in members:
+        if m.rows is not None and [r.id for r in m.rows] != list(ids):
+            raise EnsembleError(f"member {m.name} ({m.path or m.name}): its rows' ids are not the test ids the ensemble "
+                                f"combines; every member must predict the same rows in the same order")
     if combine_method not in COMBINE_METHODS:
         raise EnsembleError(f"combine {combine_method!r} is not one of {', '.join(COMBINE_METHODS)}")
     tta_frac = parse_tta(tta)
@@ -125,7 +131,7 @@ def _run_member(run: _EnsembleRun, i: int, m: EnsembleMember, out: dict) -> None
             return
         member_deadline, tta_i = budget
         run.decide(f"member {i + 1}/{len(run.members)} {m.name}: predicting {len(run.rows)} rows (weight {m.weight:.3f})")
-        probs, info = _run_one(m, run.rows, encoded, tok, replicas, tta_i, run.batch_tokens, run.max_batch_rows,
+        probs, info = _run_one(m, _rows(run, m), encoded, tok, replicas, tta_i, run.batch_tokens, run.max_batch_rows,
                                member_deadline, run.log, run.progress)
     finally:
         replicas = tok = None
@@ -139,14 +145,20 @@ def _encoded(run: _EnsembleRun, m: EnsembleMember, tok, out: dict) -> list:
 
     if m.tokens_key in run.cache:
         out["tokens_shared_with"] = run.owners[m.tokens_key]
-        run.decide(f"member {m.name}: token ids shared with {run.owners[m.tokens_key]} (same tokenizer, prompt settings and task)")
+        run.decide(f"member {m.name}: token ids shared with {run.owners[m.tokens_key]} (same tokenizer, prompt settings, "
+                   f"reading of the test file and task)")
         return run.cache[m.tokens_key]
     t = time.monotonic()
     spec = PromptSpec.from_dict(m.manifest.prompt)
-    encoded = Encoder(tok, spec, "pairwise" if run.kind == "pairwise" else "classification").encode(list(run.rows))
+    encoded = Encoder(tok, spec, "pairwise" if run.kind == "pairwise" else "classification").encode(list(_rows(run, m)))
     out["encode_seconds"] = round(time.monotonic() - t, 3)
     run.cache[m.tokens_key], run.owners[m.tokens_key] = encoded, m.name
     return encoded
+
+
+def _rows(run: _EnsembleRun, m: EnsembleMember) -> Sequence:
+    """The rows member ``m`` predicts: the test file as its own manifest reads it, else the rows handed in."""
+    return run.rows if m.rows is None else m.rows
 
 
 def _member_budget(run: _EnsembleRun, i: int, m: EnsembleMember, replicas, tok, encoded, out: dict) -> Optional[tuple]:
@@ -157,7 +169,7 @@ def _member_budget(run: _EnsembleRun, i: int, m: EnsembleMember, replicas, tok, 
     if run.deadline is None:
         return None, run.tta
     lengths = np.array([len(e.input_ids) for e in encoded])
-    rate = measure_rate(replicas, tok, m.manifest, run.rows, encoded, run.batch_tokens, run.max_batch_rows)
+    rate = measure_rate(replicas, tok, m.manifest, _rows(run, m), encoded, run.batch_tokens, run.max_batch_rows)
     run.ref = (rate, m.size, out["load_seconds"])
     plan = replan(run.members, i, lengths, run.cache, rate, run.ref, run.skip, run.deadline, run.tta_frac, len(run.rows), run.decide)
     run.skip.update(plan.dropped)

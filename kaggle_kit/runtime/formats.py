@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from .format_fixes import MissingColumnsError, bad_labels_message, missing_columns_fix
 from .problems import DataError, Problem
 
 FORMATS = ("lmsys", "wsdm", "hh-rlhf", "classification", "instructions")
@@ -261,13 +262,10 @@ def _rid(rec: dict, id_column: str, n: int) -> str:
 
 
 def _require(columns: list, needed: list, fmt: str, path: Path) -> None:
+    """MissingColumnsError (its fix added by :func:`read_dataset`, which knows where the format came from)."""
     missing = [c for c in needed if c not in columns]
     if missing:
-        raise DataError(
-            f"{path}: missing column(s) {missing} for format '{fmt}'. Found columns: {columns}. "
-            f"Expected: {needed}. Choose another format with data.format in kit.toml (or --set data.format=NAME), "
-            f"or rename the columns."
-        )
+        raise MissingColumnsError(path, fmt, missing, needed, columns)
 
 
 def _label_problem(problems: list, bad: list, rid: str, where: str, reason: str) -> None:
@@ -502,6 +500,7 @@ def read_dataset(
     require_labels: bool = False,
     label_join: str = "",
     format_from: str = "",
+    format_option: str = "data.format",
 ) -> Dataset:
     """Read a competition file into a :class:`Dataset`.
 
@@ -512,7 +511,8 @@ def read_dataset(
     CSV cells are read as the strings written: 'NA', 'null', 'None' are text, never missing values.
     ``format_from`` (e.g. "the adapter's kit_manifest.json"): where a given ``format`` came from; the
     file is then refused when its columns say it is another competition format (a WSDM file read
-    as LMSYS would only be "repaired" row by row into nonsense).
+    as LMSYS would only be "repaired" row by row into nonsense). ``format_option``: how the caller's user names
+    the format ("data.format" in kit.toml, or "--format" for `kit data …`), for the fix a refusal suggests.
     """
     path = Path(path)
     problems: list = []
@@ -528,34 +528,25 @@ def read_dataset(
     if format_from and not detected:
         _refuse_other_format(path, format, format_from, columns, records)
     bad: list = []
-    kind = "pairwise"
-    if format in ("lmsys", "wsdm"):
-        rows, names, has_labels = _read_pairwise(records, path, format, id_column, problems, bad)
-    elif format == "hh-rlhf":
-        rows, names, has_labels = _read_hh(records, path, seed, problems, bad)
-    elif format == "classification":
-        rows, names, has_labels, kind = _read_classification(
-            records, path, id_column, text_columns, label_columns, label_names or [], multilabel, problems, bad, label_join
-        )
-    else:
-        rows, has_labels = _read_instructions(records, path, id_column, problems)
-        names, kind = [], "instructions"
+    try:
+        rows, names, has_labels, kind = _read_rows(records, path, format, id_column, text_columns, label_columns,
+                                                   label_names, multilabel, seed, label_join, problems, bad)
+    except MissingColumnsError as exc:  # the fix that works where the format (and the columns) came from
+        raise exc.with_fix(missing_columns_fix(exc, id_column, format_from, detect_format(columns, records), records,
+                                               label_columns, format_option)) from None
     if label_names and format != "classification" and list(label_names) != list(names):
         raise DataError(
             f"{path}: the task's labels {list(label_names)} differ from format '{format}' labels {names}; "
             f"set task.labels = {names} in kit.toml (or leave it empty)"
         )
     if require_labels and not has_labels:
-        raise DataError(f"{path}: no label columns for format '{format}' but training needs labels. Found columns: {columns}")
+        raise DataError(f"{path}: no label columns for format '{format}' but training needs labels. Found columns: {columns}"
+                        + (". Name the column(s) holding the class: data.label_columns (e.g. --set 'data.label_columns=[\"COLUMN\"]')"
+                           if format == "classification" else f"; train on a '{format}' file with its label columns"))
     skipped = 0
     if bad and has_labels:
-        if not skip_bad_rows:
-            shown = ", ".join(bad[:10]) + (f" … and {len(bad) - 10} more" if len(bad) > 10 else "")
-            first = next(p for p in problems if p.id == bad[0])
-            raise DataError(
-                f"{path}: {len(bad)} row(s) with bad labels (ids {shown}); first: {first.reason}. "
-                f"Fix them, or set data.skip_bad_rows = true to skip and count them."
-            )
+        if not skip_bad_rows or len(bad) == len(rows):  # skipping every row would leave nothing to train on
+            raise DataError(bad_labels_message(path, bad, problems, len(rows), format == "classification" and bool(label_names)))
         before = len(rows)
         rows = [r for r in rows if r.label is not None]
         skipped = before - len(rows)
@@ -563,6 +554,20 @@ def read_dataset(
         problems.append(Problem("", str(path), f"no id column {id_column!r} (columns: {columns[:12]}); rows are numbered "
                                                f"row0, row1, …; set data.id_column to the file's id column"))
     return Dataset(rows, format, kind, names, str(path), has_labels, problems, skipped, detected, id_column, columns)
+
+
+def _read_rows(records, path, format, id_column, text_columns, label_columns, label_names, multilabel, seed, label_join,
+               problems, bad) -> tuple:
+    """(rows, label names, has labels, kind) by the format's reader."""
+    if format in ("lmsys", "wsdm"):
+        return (*_read_pairwise(records, path, format, id_column, problems, bad), "pairwise")
+    if format == "hh-rlhf":
+        return (*_read_hh(records, path, seed, problems, bad), "pairwise")
+    if format == "classification":
+        return _read_classification(records, path, id_column, text_columns, label_columns, label_names or [], multilabel,
+                                    problems, bad, label_join)
+    rows, has_labels = _read_instructions(records, path, id_column, problems)
+    return rows, [], has_labels, "instructions"
 
 
 def _refuse_other_format(path: Path, format: str, format_from: str, columns: list, records: list) -> None:

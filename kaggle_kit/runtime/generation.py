@@ -180,13 +180,16 @@ def default_device() -> str:
     return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_base_path(manifest, base_path=None) -> str:
-    """The base model folder: ``base_path`` if given, else the manifest's path, else its hub name."""
+def resolve_base_path(manifest, base_path=None, adapter_dir="the adapter") -> str:
+    """The base model folder: ``base_path`` if given, else the manifest's path, else its hub name (the last
+    two never inside a notebook: `kaggle_env.recorded_base`)."""
+    from .kaggle_env import recorded_base
+
     if base_path:
         if not Path(base_path).exists():
             raise FileNotFoundError(f"base model folder {base_path} does not exist")
         return str(base_path)
-    path = manifest.base_model.get("path") or ""
+    path = recorded_base(manifest.base_model, adapter_dir)
     if path and Path(path).exists():
         return path
     name = manifest.base_model.get("name") or ""
@@ -226,12 +229,12 @@ def load_for_generation(adapter_dir, base_path=None, quantization: Optional[str]
     elif quant.get("compute_dtype") and device.startswith("cuda"):
         quant["compute_dtype"] = half_dtype_for(device, quant["compute_dtype"])
     device_map = {"": device} if mode not in ("none", "", None) and device.startswith("cuda") else None
-    base = load_causal(resolve_base_path(manifest, base_path), quant, dtype=dtype, device_map=device_map)
+    base = load_causal(resolve_base_path(manifest, base_path, adapter_dir), quant, dtype=dtype, device_map=device_map)
     model = PeftModel.from_pretrained(base, str(adapter_dir)) if (adapter_dir / "adapter_config.json").exists() else base
     if device_map is None:
         model.to(device)
     model.eval()
-    tok_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else resolve_base_path(manifest, base_path)
+    tok_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else resolve_base_path(manifest, base_path, adapter_dir)
     tokenizer = load_tokenizer(tok_dir, padding_side="left")
     return model, tokenizer, manifest
 
@@ -517,7 +520,8 @@ def _prepare_generation(adapter_dir, data_path, manifest, model_and_tokenizer, l
     else:
         model, tokenizer, manifest = load_for_generation(adapter_dir, manifest=manifest, **load)
     tokenizer.padding_side = "left"
-    data = read_dataset(data_path, manifest.task.get("format") or "instructions")
+    data = read_dataset(data_path, manifest.task.get("format") or "instructions",
+                        format_from="the run's kit_manifest.json (task.format)")
     if data.kind != "instructions":
         raise ValueError(f"{data_path}: read as {data.format!r} rows; SFT generation needs instruction/input(/output) rows")
     rows = data.rows[:limit] if limit else data.rows

@@ -159,6 +159,7 @@ def predict_file(
     decisions: list = []
     decide = recorder(decisions, log)
 
+    parse_tta(tta)  # a bad TTA value fails here, before any weights load
     job = _read_and_check(adapter_dir, data_path, base_path, sample, manifest, decide)
     devs = parse_devices(devices)
     replicas, tokenizer = load_replicas(job.adapter_dir, devs, base_path=base_path, quantization=quantization, log=decide,
@@ -187,6 +188,7 @@ def predict_file(
 def _read_and_check(adapter_dir, data_path, base_path, sample, manifest: Optional[Manifest], decide: Callable) -> _FileJob:
     """The manifest (read here unless given), the test file read as it records, the adapter checked against
     the data's labels and its base (config files only: before any weights load), the submission's shape."""
+    from .kaggle_env import recorded_base
     from .manifest import check_compatible
     from .modeling import is_merged_folder
 
@@ -195,7 +197,7 @@ def _read_and_check(adapter_dir, data_path, base_path, sample, manifest: Optiona
     ds = read_test_data(manifest, data_path, decide,
                         format_from=f"the adapter's manifest ({adapter_dir / 'kit_manifest.json'}, task.format)")
     labels = ds.label_names if ds.label_names else None
-    base = None if is_merged_folder(adapter_dir) else (base_path or manifest.base_model.get("path"))
+    base = None if is_merged_folder(adapter_dir) else (base_path or recorded_base(manifest.base_model, adapter_dir) or None)
     check_compatible(manifest, base, labels)  # before any weights load
     spec, sample_path = submission_style(ds, manifest, data_path, sample, decide)
     return _FileJob(adapter_dir, manifest, ds, spec, sample_path)

@@ -71,6 +71,46 @@ def require_input(role: str, candidates: Sequence[str], key: str, file: str = ""
     )
 
 
+def running_embedded() -> bool:
+    """True when this runtime runs from the copy a notebook embeds under the Kaggle root
+    (``/kaggle/temp/kit-runtime``; under ``$KIT_KAGGLE_ROOT`` in `kit run-local`): inside a notebook."""
+    try:
+        return runtime_dir().resolve() in Path(__file__).resolve().parents
+    except OSError:
+        return False
+
+
+def kaggle_spelling(path) -> str:
+    """``path`` as Kaggle spells it (``/kaggle/...``) when it lies under the active root, else as given."""
+    try:
+        rel = Path(os.path.abspath(path)).relative_to(os.path.abspath(kaggle_root()))
+    except ValueError:
+        return str(path)
+    return kaggle_path(rel.as_posix())
+
+
+def base_not_mounted(adapter, base_model: dict) -> str:
+    """Why a notebook cannot load ``adapter``'s base: it mounts none, and the manifest's folder is the trainer's."""
+    recorded = base_model.get("path") or "(none recorded)"
+    return (
+        f"{kaggle_spelling(adapter)}: this notebook mounts no base model for the adapter, and a notebook loads models "
+        f"only from its inputs under {KAGGLE_ROOT}/input: the base folder in the adapter's kit_manifest.json "
+        f"({recorded}, base {base_model.get('name') or '?'}) is a folder of the machine that trained it. Mount the "
+        f"base's model instance: in kit.toml add an [instances.NAME] table with kind = \"base\" to "
+        f"kernels.<kernel>.instances, publish it (`kit fetch-base`, `kit push-model --instance NAME`) and run "
+        f"`kit render` again."
+    )
+
+
+def recorded_base(base_model: dict, adapter) -> str:
+    """The base folder recorded in an adapter's manifest (``base_model.path``, '' when none), for runs outside
+    a notebook (`kit predict`). Inside a notebook a path of the training machine is never used, on Kaggle or
+    in `kit run-local` alike: InputMissing with :func:`base_not_mounted`'s message."""
+    if running_embedded():
+        raise InputMissing(base_not_mounted(adapter, base_model or {}))
+    return (base_model or {}).get("path") or ""
+
+
 def working(name: str = "") -> Path:
     """A path in ``/kaggle/working`` (the notebook's output), creating the folder."""
     folder = local("working")

@@ -29,8 +29,10 @@ class Manifest:
     task: dict  # kind, labels (list, output order), metric, format
     prompt: dict  # PromptSpec.to_dict()
     base_model: dict  # name, path, config_sha256, architecture, model_type, architecture_keys
-    quantization: dict  # mode, quant_type, double_quant, compute_dtype
+    quantization: dict  # mode, quant_type, double_quant, compute_dtype (as training used it; never 'auto')
     peft: dict  # method, r, alpha, dropout, bias, targets, freeze_layers
+    # split, schedule, precision; numerics: device, compute_capability, precision, base_dtype, compute_dtype,
+    # each with a '*_by' of 'rule' (the device's precision, runtime/precision.py) or 'user' (kit.toml)
     training: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)

@@ -13,6 +13,13 @@ Multi-label: log loss = mean binary cross-entropy over all cells, subset accurac
 
 Metric names (``task.metric``): log_loss, accuracy, macro_f1, micro_f1, subset_accuracy, auc,
 average_precision, map@K (K ≥ 1, e.g. map@3). :func:`greater_is_better` gives the direction.
+
+A metric the rows cannot define (ROC AUC or average precision when the rows hold one class; every
+metric on no rows; a multi-label column with one class is left out of the column average) is not
+given a value: the metric set lists it under ``undefined`` with the reason (``{"auc": "the 12 rows
+hold one class only (neg)"}``), and multi-label sets name the columns left out under
+``column_average``. A NaN then only ever means non-finite model outputs (``nonfinite_rows``).
+:func:`undefined_reason` asks this before training.
 """
 from __future__ import annotations
 
@@ -130,6 +137,17 @@ def column_averaged(fn, scores, targets) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def one_class_columns(targets, names) -> dict:
+    """Label column name -> why it cannot be ranked ('only 0 in the 12 rows'), for columns with one class."""
+    t = np.asarray(targets).astype(np.int64)
+    out = {}
+    for j, name in enumerate(names):
+        values = np.unique(t[:, j]) if len(t) else np.asarray([], dtype=np.int64)
+        if len(values) < 2:
+            out[name] = f"only {int(values[0])} in the {len(t)} rows" if len(values) else "no rows"
+    return out
+
+
 def average_precision(scores, targets) -> float:
     from sklearn.metrics import average_precision_score
 
@@ -151,30 +169,43 @@ def confusion_matrix(labels, preds, num_labels: int) -> np.ndarray:
 
 def single_label_metrics(probs, labels, label_names=None, extra=()) -> dict:
     """Every single-label metric; ``extra`` names more to compute (e.g. ``("map@5",)``). ``map@3``
-    is always computed when there are more than 3 classes."""
+    is always computed when there are more than 3 classes. Metrics the rows cannot define are listed
+    under ``undefined`` with the reason instead of a value (see the module docstring)."""
     from sklearn.metrics import accuracy_score, f1_score
 
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     k = probs.shape[1]
     names = list(label_names) if label_names else [str(i) for i in range(k)]
-    preds = probs.argmax(axis=1)
-    cm = confusion_matrix(labels, preds, k)
+    preds = probs.argmax(axis=1) if len(labels) else np.zeros(0, dtype=np.int64)
+    cm = confusion_matrix(labels, preds, k) if len(labels) else np.zeros((k, k), dtype=np.int64)
     tp = np.diag(cm)
-    per_f1 = f1_score(labels, preds, labels=list(range(k)), average=None, zero_division=0) if len(labels) else np.zeros(k)
-    out = {
-        "log_loss": log_loss(probs, labels) if len(labels) else float("nan"),
-        "accuracy": float(accuracy_score(labels, preds)) if len(labels) else 0.0,
-        "macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)) if len(labels) else 0.0,
-        "micro_f1": float(f1_score(labels, preds, average="micro", zero_division=0)) if len(labels) else 0.0,
-    }
-    wanted = {m for m in extra if map_k(m)} | ({"map@3"} if k > 3 else set())
-    for name in sorted(wanted):
-        kk = map_k(name)
-        out[name] = map_at_k(labels.tolist(), top_k(probs, kk).tolist(), kk)
-    if k == 2:
-        out["auc"] = roc_auc(probs[:, 1], labels == 1)
-        out["average_precision"] = average_precision(probs[:, 1], labels == 1)
+    wanted = sorted({m for m in extra if map_k(m)} | ({"map@3"} if k > 3 else set()))
+    ranked = ["auc", "average_precision"] if k == 2 else []
+    out: dict = {}
+    undefined: dict = {}
+    if not len(labels):
+        undefined = {name: "no rows to score" for name in ["log_loss", "accuracy", "macro_f1", "micro_f1", *wanted, *ranked]}
+        per_f1 = np.zeros(k)
+    else:
+        per_f1 = f1_score(labels, preds, labels=list(range(k)), average=None, zero_division=0)
+        out = {
+            "log_loss": log_loss(probs, labels),
+            "accuracy": float(accuracy_score(labels, preds)),
+            "macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)),
+            "micro_f1": float(f1_score(labels, preds, average="micro", zero_division=0)),
+        }
+        for name in wanted:
+            kk = map_k(name)
+            out[name] = map_at_k(labels.tolist(), top_k(probs, kk).tolist(), kk)
+        present = sorted(set(labels.tolist()))
+        if ranked and len(present) < 2:
+            why = f"the {len(labels)} rows hold one class only ({names[present[0]]}); ranking metrics need both"
+            undefined.update({name: why for name in ranked})
+        elif ranked:
+            out["auc"] = roc_auc(probs[:, 1], labels == 1)
+            out["average_precision"] = average_precision(probs[:, 1], labels == 1)
+    out["undefined"] = undefined
     out["per_class"] = {
         names[i]: {"support": int(cm[i].sum()), "predicted": int(cm[:, i].sum()), "correct": int(tp[i]), "f1": float(per_f1[i])}
         for i in range(k)
@@ -184,30 +215,42 @@ def single_label_metrics(probs, labels, label_names=None, extra=()) -> dict:
 
 
 def multi_label_metrics(probs, targets, label_names=None, threshold: float = 0.5, extra=()) -> dict:
+    """Multi-label metrics; ``auc`` / ``average_precision`` average the columns that hold both classes
+    (the others are named under ``column_average``), undefined when no column does."""
     from sklearn.metrics import f1_score
 
     probs = np.asarray(probs, dtype=np.float64)
-    t = np.asarray(targets, dtype=np.int64)
+    t = np.asarray(targets, dtype=np.int64).reshape(len(probs), probs.shape[1])
     k = probs.shape[1]
     names = list(label_names) if label_names else [str(i) for i in range(k)]
     pred = (probs >= threshold).astype(np.int64)
     tp = ((pred == 1) & (t == 1)).sum(axis=0)
     per_f1 = f1_score(t, pred, average=None, zero_division=0) if len(t) else np.zeros(k)
-    subset = float((pred == t).all(axis=1).mean()) if len(t) else 0.0
-    return {
-        "log_loss": binary_log_loss(probs, t),
-        "subset_accuracy": subset,
-        "accuracy": subset,
-        "micro_f1": float(f1_score(t, pred, average="micro", zero_division=0)) if len(t) else 0.0,
-        "macro_f1": float(np.mean(per_f1)) if k else 0.0,
-        "auc": column_averaged(roc_auc, probs, t),
-        "average_precision": column_averaged(average_precision, probs, t),
-        "per_class": {
-            names[i]: {"support": int(t[:, i].sum()), "predicted": int(pred[:, i].sum()), "correct": int(tp[i]), "f1": float(per_f1[i])}
-            for i in range(k)
-        },
-        "n": int(len(t)),
+    left_out = one_class_columns(t, names)
+    out: dict = {}
+    undefined: dict = {}
+    if not len(t):
+        undefined = {name: "no rows to score" for name in ("log_loss", "subset_accuracy", "accuracy", "micro_f1", "macro_f1",
+                                                            "auc", "average_precision")}
+    else:
+        subset = float((pred == t).all(axis=1).mean())
+        out = {"log_loss": binary_log_loss(probs, t), "subset_accuracy": subset, "accuracy": subset,
+               "micro_f1": float(f1_score(t, pred, average="micro", zero_division=0)),
+               "macro_f1": float(np.mean(per_f1)) if k else 0.0}
+        if len(left_out) == k:
+            why = f"every label column holds one class only in these {len(t)} rows; ranking metrics need both"
+            undefined.update({"auc": why, "average_precision": why})
+        else:
+            out["auc"] = column_averaged(roc_auc, probs, t)
+            out["average_precision"] = column_averaged(average_precision, probs, t)
+    out["undefined"] = undefined
+    out["column_average"] = {"columns": k - len(left_out), "left_out": left_out}
+    out["per_class"] = {
+        names[i]: {"support": int(t[:, i].sum()), "predicted": int(pred[:, i].sum()), "correct": int(tp[i]), "f1": float(per_f1[i])}
+        for i in range(k)
     }
+    out["n"] = int(len(t))
+    return out
 
 
 def metrics_from_probs(probs, labels, multilabel: bool = False, label_names=None, extra=()) -> dict:
@@ -238,5 +281,14 @@ def compute_metrics(logits, labels, multilabel: bool = False, label_names=None, 
 
 
 def scalar_metrics(metrics: dict) -> dict:
-    """The flat numeric part (what the Trainer logs and compares)."""
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "n"}
+    """The flat numeric part (what the Trainer logs and compares); undefined metrics have no value here."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"}
+
+
+def undefined_reason(name: str, labels, label_names, multilabel: bool = False):
+    """Why metric ``name`` is undefined on rows with these true ``labels`` (class indices, or 0/1 rows
+    for multi-label) of classes ``label_names``, or None when it is defined. Asked before training,
+    with the same code that scores."""
+    k, n = len(label_names), len(labels)
+    targets = np.asarray(labels, dtype=np.int64).reshape((n, k) if multilabel else (n,))
+    return _metrics(np.full((n, k), 1.0 / k), targets, multilabel, label_names, (name,))["undefined"].get(name)

@@ -269,6 +269,7 @@ def plan_load(adapter_dir, manifest: Optional[Manifest] = None, *, base_path=Non
     Raises CompatibilityError naming the problem and the fix.
     """
     from .basecheck import BaseCheckError, check_adapter_tensors
+    from .kaggle_env import recorded_base
     from .manifest import CompatibilityError, check_compatible, check_versions
 
     log = log or (lambda *a, **k: None)
@@ -285,7 +286,7 @@ def plan_load(adapter_dir, manifest: Optional[Manifest] = None, *, base_path=Non
         source = adapter_dir
         q = quantization_for({"mode": "none"}, quantization)
     else:
-        source = Path(base_path) if base_path else Path(manifest.base_model.get("path") or "")
+        source = Path(base_path) if base_path else Path(recorded_base(manifest.base_model, adapter_dir))
         if not str(source) or not (source / "config.json").is_file():
             raise CompatibilityError(
                 f"{adapter_dir}: the base model folder {str(source) or '(none recorded)'} is not here; "
@@ -312,7 +313,7 @@ def load_planned(plan: LoadPlan, device=None, dtype: Optional[str] = None, token
 
     device = str(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
     q = dict(plan.quantization)
-    if q.get("mode") == "4bit":
+    if q.get("mode") in ("4bit", "8bit"):  # 8-bit: the dtype its unquantized layers load and compute in
         q["compute_dtype"] = _compute_dtype_for(device, q.get("compute_dtype", "bfloat16"))
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(plan.tokenizer_dir, padding_side="right")
     if dtype is None and q.get("mode", "none") == "none":

@@ -7,6 +7,10 @@
   device and, with its default ``including_emulation=True``, says True on a T4, where bf16 runs
   emulated (slowly) — see torch/cuda/__init__.py, ``is_bf16_supported``; bf16 tensor cores arrived
   with Ampere (CUDA C Programming Guide, "Compute Capabilities").
+- :func:`dtype_by_rule` turns a dtype setting ('auto' or a name: ``model.dtype``,
+  ``quantization.compute_dtype``) into the dtype a run computing in a precision uses, and says who chose
+  it: 'auto' follows the precision (float16 under fp16 on a T4, never an emulated bfloat16), a name is
+  the user's choice and is kept. Training and inference both go through it.
 - :func:`keep_head_fp32` keeps the trainable parameters that are not adapter matrices (the
   classification head PEFT copies into ``modules_to_save``) in float32 on every base dtype, and casts
   their input to float32: a float16 head's AdamW update (eps 1e-8 rounds to 0 in fp16) turns it into
@@ -19,6 +23,19 @@ from typing import Optional
 PRECISIONS = ("bf16", "fp16", "fp32")
 DTYPE_OF = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 BF16_MIN_CAPABILITY = (8, 0)
+
+
+def dtype_name(name: str) -> str:
+    """'bf16' | 'fp16' | 'fp32' or a torch dtype name -> the torch dtype name ('bfloat16' …)."""
+    return DTYPE_OF.get(name, name)
+
+
+def dtype_by_rule(setting: Optional[str], precision: str) -> tuple:
+    """(dtype name, 'rule' | 'user') for a dtype ``setting`` in a run that computes in ``precision``:
+    'auto' (or empty) → the precision's own dtype, by the rule; anything else → kept, the user's choice."""
+    if setting in (None, "", "auto"):
+        return DTYPE_OF[precision], "rule"
+    return dtype_name(setting), "user"
 
 
 def device_capability(device) -> Optional[tuple]:
@@ -67,7 +84,7 @@ def half_dtype_for(device, wanted: Optional[str] = None) -> str:
     native = DTYPE_OF[precision_for_device(device)]
     if wanted in (None, "", "auto"):
         return native
-    wanted = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(wanted, wanted)
+    wanted = dtype_name(wanted)
     if wanted == "bfloat16" and native == "float16":
         return "float16"
     return wanted

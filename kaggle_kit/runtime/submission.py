@@ -15,7 +15,7 @@ import io
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -65,7 +65,9 @@ class SubmissionSpec:
     Styles: ``lmsys`` / ``probs`` / ``multilabel`` (one probability column per class, by name),
     ``wsdm`` / ``label`` (the most probable class's name), ``topk`` (the ``k`` most probable class
     names joined by spaces, best first; ties keep class order), ``positive`` (the probability of
-    the ``positive`` class of a binary task). Saved in the manifest as ``task.submission``.
+    the ``positive`` class of a binary task). Saved in the manifest as ``task.submission``;
+    ``reason`` says why, when the sample alone did not decide (its cells could be labels or numbers:
+    the metric chose, see :func:`spec_from_sample`).
     """
 
     style: str
@@ -74,6 +76,7 @@ class SubmissionSpec:
     k: int = 0
     positive: str = ""
     sample: str = ""
+    reason: str = ""
 
     @property
     def header(self) -> list:
@@ -84,7 +87,7 @@ class SubmissionSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SubmissionSpec":
-        return cls(**{k: data[k] for k in ("style", "id_column", "columns", "k", "positive", "sample") if k in data})
+        return cls(**{k: data[k] for k in ("style", "id_column", "columns", "k", "positive", "sample", "reason") if k in data})
 
 
 def as_spec(style, label_names: Sequence[str] = (), id_column: str = "id") -> SubmissionSpec:
@@ -123,13 +126,23 @@ def _is_number(cell) -> bool:
         return False
 
 
-def spec_from_sample(path, label_names: Sequence[str], top_k: int = 0, positive_label: str = "", multilabel: bool = False) -> SubmissionSpec:
+# metrics Kaggle computes from a probability (one column: the positive class's) or from hard labels
+PROBABILITY_METRICS = ("log_loss", "auc", "average_precision")
+LABEL_METRICS = ("accuracy", "macro_f1", "micro_f1", "subset_accuracy")
+
+
+def spec_from_sample(path, label_names: Sequence[str], top_k: int = 0, positive_label: str = "", multilabel: bool = False,
+                     metric: str = "") -> SubmissionSpec:
     """Read a competition's sample submission and decide the shape of ours.
 
     The first column is the id column. Several more columns must be the class names (any order):
     one probability each. One more column: numbers → the positive class's probability (binary
-    tasks only); cells holding several labels separated by spaces → top-k (k = ``top_k`` or the
-    most labels a sample cell holds); otherwise one label per row (``top_k`` > 1 makes it top-k).
+    tasks only); cells holding several labels separated by spaces → top-k (k = ``top_k``, the
+    most labels a sample cell holds, or K of a ``map@K`` ``metric``); otherwise one label per row.
+
+    When the cells are numbers that are also label names (0/1 cells of a task labelled 0/1), or a
+    binary sample has no rows, the sample cannot tell labels from a probability: ``metric`` decides
+    (:func:`shape_by_metric`) and the spec's ``reason`` records why.
     """
     header, rows = read_table(path, what="sample submission")
     names = [str(n) for n in label_names]
@@ -146,18 +159,64 @@ def spec_from_sample(path, label_names: Sequence[str], top_k: int = 0, positive_
         style = "multilabel" if multilabel else ("lmsys" if out == LMSYS_COLUMNS else "probs")
         return SubmissionSpec(style, id_column, out, sample=where)
     cells = [r[1].strip() for r in rows if len(r) > 1]
+    base = SubmissionSpec("label", id_column, out, k=1, sample=where)
+    if (cells and all(_is_number(c) and _names_a_label(c, names) for c in cells) and top_k <= 1) or (not cells and len(names) == 2):
+        return shape_by_metric(base, path, cells, names, metric, top_k, positive_label)
     if cells and all(_is_number(c) for c in cells) and top_k <= 1:
         if len(names) != 2:
             raise SubmissionError(f"{path}: the sample holds one number per row ({out[0]}), the probability of a binary "
                                   f"task's positive class, but this task has {len(names)} labels {names[:6]}")
-        return SubmissionSpec("positive", id_column, out, positive=positive_class(names, positive_label), sample=where)
+        return replace(base, style="positive", k=0, positive=positive_class(names, positive_label))
     most = max((len(c.split()) for c in cells), default=1)
     k = top_k or (most if most > 1 else 0)
     if k > 1:
-        return SubmissionSpec("topk", id_column, out, k=min(k, len(names)), sample=where)
-    if not cells and len(names) == 2:  # an empty sample: a binary task writes its positive probability
-        return SubmissionSpec("positive", id_column, out, positive=positive_class(names, positive_label), sample=where)
-    return SubmissionSpec("label", id_column, out, k=1, sample=where)
+        return replace(base, style="topk", k=min(k, len(names)))
+    if _map_k(metric) > 1:
+        return replace(base, style="topk", k=min(_map_k(metric), len(names)),
+                       reason=f"the sample shows one label per row and task.metric = {metric!r} scores up to "
+                              f"{_map_k(metric)} ranked labels: writing the top {min(_map_k(metric), len(names))}")
+    return base
+
+
+def _map_k(metric: str) -> int:
+    from .metrics import map_k
+
+    return map_k(metric or "") or 0
+
+
+def _names_a_label(cell: str, names: list) -> bool:
+    """A (numeric) sample cell that is a label name, numbers compared by value ('1.0' names label '1')."""
+    if cell in names:
+        return True
+    return _is_number(cell) and any(_is_number(n) and float(n) == float(cell) for n in names)
+
+
+def shape_by_metric(base: SubmissionSpec, path, cells: list, names: list, metric: str, top_k: int, positive_label: str) -> SubmissionSpec:
+    """The shape of a one-column sample whose cells could be labels or numbers (0/1 cells of a task
+    labelled 0/1; no rows at all): what the metric scores. Hard-label metrics (accuracy, F1) → one
+    label per row; probability metrics (AUC, log loss, average precision) → the positive class's
+    probability; ``map@K`` → the top K labels. A task of more than two classes cannot put its
+    probabilities in one column: labels. No usable metric → :class:`SubmissionError`."""
+    column = base.columns[0]
+    seen = f"the sample's {column} cells ({_few(sorted(set(cells)), 4)}) are label names and numbers alike" if cells \
+        else "the sample has no rows to show labels or probabilities"
+    k = top_k or _map_k(metric)
+    if len(names) != 2:
+        why = f"{seen}; one column cannot hold the probabilities of {len(names)} classes"
+        return replace(base, style="topk", k=min(k, len(names)), reason=f"{why}: the top {min(k, len(names))} labels") if k > 1 \
+            else replace(base, reason=f"{why}: one label per row")
+    if metric in PROBABILITY_METRICS:
+        pos = positive_class(names, positive_label)
+        return replace(base, style="positive", k=0, positive=pos,
+                       reason=f"{seen}; task.metric = {metric!r} scores a probability: the probability of class {pos!r}")
+    if metric in LABEL_METRICS or _map_k(metric) == 1:
+        return replace(base, reason=f"{seen}; task.metric = {metric!r} scores hard labels: one label per row")
+    if k > 1:
+        return replace(base, style="topk", k=min(k, 2), reason=f"{seen}; task.metric = {metric!r} scores ranked labels: both, best first")
+    raise SubmissionError(f"{path}: {seen}, so whether Kaggle wants one label per row or the probability of class "
+                          f"{positive_class(names, positive_label)!r} depends on the metric, and task.metric = {metric!r} "
+                          f"does not say; set task.metric (accuracy, macro_f1 or micro_f1: labels; auc, log_loss or "
+                          f"average_precision: a probability; map@K: the top K labels)")
 
 
 def default_spec(fmt: str, kind: str, label_names: Sequence[str], *, id_column: str = "id", metric: str = "",
@@ -196,16 +255,18 @@ def resolve_submission(task: dict, label_names: Sequence[str], fmt: str, data_pa
     else:
         spec = default_spec(fmt, kind, label_names, id_column=task.get("id_column") or "id", metric=task.get("metric", ""),
                             label_columns=task.get("label_columns") or (), label_join=task.get("label_join", ""))
-    note, sample_path = "", None
+    notes, sample_path = [], None
     if sample:
         sample_path = Path(sample)
     elif spec.sample and data_path is not None and (Path(data_path).parent / spec.sample).is_file():
         sample_path = Path(data_path).parent / spec.sample
-        note = f"submission: following the competition's sample {sample_path} found beside the test file (and comparing with it)"
+        notes.append(f"following the competition's sample {sample_path} found beside the test file (and comparing with it)")
     if sample_path is not None:
-        spec = spec_from_sample(sample_path, label_names, top_k=spec.k if spec.style == "topk" else 0,
-                                positive_label=spec.positive, multilabel=kind == "multilabel")
-    return spec, sample_path, note
+        spec = spec_from_sample(sample_path, label_names, top_k=spec.k if spec.style == "topk" and not spec.reason else 0,
+                                positive_label=spec.positive, multilabel=kind == "multilabel", metric=task.get("metric", ""))
+    if spec.reason:
+        notes.append(f"{spec.style} ({spec.reason})")
+    return spec, sample_path, ("submission: " + "; ".join(notes)) if notes else ""
 
 
 def submission_columns(style, label_names: Sequence[str]) -> list:

@@ -24,7 +24,8 @@ def read_test_data(manifest, data_path, decide: Callable, require_ids: bool = Tr
     from .formats import read_dataset
     from .problems import DataError
 
-    ds = read_dataset(data_path, manifest.task.get("format") or "auto", format_from=format_from, **_read_kwargs(manifest))
+    settings = read_settings(manifest)
+    ds = read_dataset(data_path, settings.pop("format"), format_from=format_from, **settings)
     if require_ids and not ds.has_id_column:
         raise DataError(f"{data_path}: no id column {ds.id_column!r} (the run's data.id_column); columns: {ds.columns[:12]}. "
                         f"A submission needs the test file's own ids: predict the competition's test file")
@@ -38,7 +39,9 @@ def read_test_data(manifest, data_path, decide: Callable, require_ids: bool = Tr
             if i in seen:
                 dup.append(i)
             seen.add(i)
-        raise DataError(f"{data_path}: id(s) appear more than once: {dup[:5]}; a submission needs one row per unique id")
+        raise DataError(f"{data_path}: id(s) appear more than once in column {ds.id_column!r} (the run's data.id_column): {dup[:5]}; "
+                        f"a submission needs one row per unique id: predict the competition's test file, whose ids are unique "
+                        f"(if {ds.id_column!r} is not its id column, retrain the run with data.id_column set to it)")
     return ds
 
 
@@ -72,6 +75,13 @@ def load_replicas(adapter_dir, devices: list, *, base_path=None, quantization=No
     return replicas, tokenizer
 
 
+def read_settings(manifest) -> dict:
+    """How ``manifest``'s run reads a test file: ``format`` plus the read_dataset arguments (id column; for
+    classification the text columns, i.e. the template's fields, labels and label columns). Two runs with equal
+    settings read a file into identical rows."""
+    return {"format": manifest.task.get("format") or "auto", **_read_kwargs(manifest)}
+
+
 def _read_kwargs(manifest) -> dict:
     """read_dataset arguments recorded in the manifest: the id column and, for classification,
     the text columns (or the template's fields), labels and label columns."""
@@ -103,10 +113,12 @@ def _score_labelled(ds, probs, manifest, out_path, log) -> dict:
         labels = np.asarray([r.label for r in ds.rows], dtype=np.int64)
     metric = manifest.task.get("metric") or "log_loss"
     full = metrics_from_probs(probs, labels, multilabel, manifest.labels, extra=(metric,))
-    flat = scalar_metrics(full)
+    flat, undefined = scalar_metrics(full), full.get("undefined", {})
     path = Path(out_path).with_suffix(".metrics.json")
     path.write_text(json.dumps({"metric": metric, "value": flat.get(metric), "rows": len(ds.rows), **flat,
-                                "data": str(ds.path)}, indent=2, default=float) + "\n", encoding="utf-8")
-    log(f"{ds.path} has labels: {metric} {flat.get(metric, float('nan')):.4f} ("
-        + ", ".join(f"{n} {v:.4f}" for n, v in flat.items() if n != metric) + f"); written to {path}")
+                                "undefined": undefined, "data": str(ds.path)}, indent=2, default=float) + "\n", encoding="utf-8")
+    shown = f"{flat[metric]:.4f}" if metric in flat else f"undefined ({undefined.get(metric, 'not computed')})"
+    log(f"{ds.path} has labels: {metric} {shown} ("
+        + ", ".join([f"{n} {v:.4f}" for n, v in flat.items() if n != metric]
+                    + [f"{n} undefined" for n in undefined if n != metric]) + f"); written to {path}")
     return flat

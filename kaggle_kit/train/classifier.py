@@ -60,6 +60,9 @@ class Examples:
     val: object
     val_sorted: object
     order: list
+    encoder: object = None  # runtime.prompting.Encoder (the baselines read the same kept tokens)
+    train_rows: list = field(default_factory=list)
+    val_rows: list = field(default_factory=list)
 
 
 @dataclass
@@ -70,6 +73,8 @@ class Model:
     targets: list
     quant: dict
     precision: str
+    numerics: object = None  # train.numerics.Numerics: the dtypes and who chose them
+    head: dict = field(default_factory=dict)  # how the classification head starts and its learning rate (manifest)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -110,6 +115,17 @@ def _make_trainer_class():
                                             lengths=ds.lengths, generator=g)
             return super()._get_train_sampler(train_dataset)
 
+        def create_optimizer(self, model=None):
+            # the classification head gets its own parameter group at train.head_learning_rate (any `optim`,
+            # 8-bit ones included); split before the scheduler is built, so it follows the same schedule
+            fresh = self.optimizer is None
+            optimizer = super().create_optimizer(model)
+            if fresh and getattr(self, "kit_head_lr", None):
+                from .model import head_parameters, split_head_group
+
+                split_head_group(optimizer, head_parameters(self.model), self.kit_head_lr)
+            return optimizer
+
         def _get_eval_sampler(self, eval_dataset):
             # predictions must come back in dataset order (the Trainer would length-group them too);
             # the validation set is already sorted by length, so batches are tight anyway
@@ -142,6 +158,9 @@ def _train(cfg, plan: Plan, resume: bool, log: Callable) -> TrainResult:
     rank0 = _rank() == 0
     say = log if rank0 else (lambda *a, **k: None)
     data = setup_data(cfg, plan, resume, rank0, say)
+    from .baselines import compare, for_run
+
+    baselines = for_run(cfg, plan, data, say) if rank0 else None  # the bar the model must clear, before weights load
     model = setup_model(cfg, plan, data.tokenizer, say)
     args = training_arguments(cfg, plan, len(data.train), model.precision)
     trainer, eval_logits, context = setup_trainer(cfg, plan, data, model, args, say)
@@ -155,11 +174,14 @@ def _train(cfg, plan: Plan, resume: bool, log: Callable) -> TrainResult:
     train_time = time.perf_counter() - t0
     best_step, final, logits = final_evaluation(plan, trainer, data, eval_logits, context, say)
     summary = _summary(plan, trainer.state, train_out, train_time, best_step, final, len(data.train))
+    versus = ""
+    if baselines is not None:
+        summary["baselines"], versus = compare(cfg, plan, final, baselines, say)
     if rank0:
         save_run_folder(cfg, plan, data, model, summary, logits, trainer.state.log_history, best_step)
         publish(plan.partial, plan.output, say)
         shown = list(dict.fromkeys([plan.metric, "log_loss", "accuracy"]))  # each name once
-        say(f"done: {plan.output} | " + " ".join(f"{k} {_fmt(final[k])}" for k in shown if k in final)
+        say(f"done: {plan.output} | " + " ".join(f"{k} {_fmt(final[k])}" for k in shown if k in final) + versus
             + f" | best step {best_step} | {summary['train']['tokens_per_s'] or 0:,.0f} train tokens/s")
     trainer.accelerator.wait_for_everyone()
     return TrainResult(plan.output, summary, plan.fold, list(trainer.state.log_history), best_step)
@@ -210,7 +232,7 @@ def setup_data(cfg, plan: Plan, resume: bool, rank0: bool, say: Callable) -> Exa
     trunc = sum(1 for e in train_ds.lengths if e >= spec.max_length)
     say(f"encoded: {len(train_ds)} training examples{' (with A/B swaps)' if swap else ''}, mean {train_ds.num_tokens / len(train_ds):.0f} "
         f"tokens, {trunc} at max_length {spec.max_length}")
-    return Examples(tok, spec, train_ds, val_ds, val_sorted, order)
+    return Examples(tok, spec, train_ds, val_ds, val_sorted, order, encoder, train_rows, val_rows)
 
 
 def setup_model(cfg, plan: Plan, tok, say: Callable) -> Model:
@@ -219,27 +241,35 @@ def setup_model(cfg, plan: Plan, tok, say: Callable) -> Model:
 
     from kaggle_kit.runtime.modeling import load_base
 
-    from .model import attach_adapter, resolve_targets, trainable_summary, weights_note
-    from .numerics import choose_precision
+    from .model import (HEAD_LR_FACTOR, attach_adapter, cpu_fit_notes, head_learning_rate, init_head, resolve_targets,
+                        trainable_summary, weights_note)
+    from .numerics import training_numerics
 
-    precision = choose_precision(cfg.train.precision)
-    quant = dataclasses.asdict(cfg.quantization)
+    numerics = training_numerics(cfg)  # the one precision rule: base and compute dtype follow the device
+    precision, quant = numerics.precision, numerics.quantization
     quantized = quant["mode"] != "none"
     device_map = None
     if quantized and torch.cuda.is_available():
         device_map = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     problem_type = "multi_label_classification" if plan.multilabel else "single_label_classification"
     say(f"base: {plan.base_name} ({plan.base_path}), {weights_note(quant, precision)}")
-    model = load_base(plan.base_path, num_labels=len(plan.labels), quantization=quant, dtype=cfg.model.dtype,
+    say(f"numerics: {numerics.describe()}")
+    for note in cpu_fit_notes(quant["mode"], cfg.train.optimizer, torch.cuda.is_available()):
+        say(note)  # before any weights load: the cost of GPU-minded settings on this machine, and the setting to change
+    model = load_base(plan.base_path, num_labels=len(plan.labels), quantization=quant, dtype=numerics.base_dtype,
                       device_map=device_map, label_names=plan.labels, problem_type=problem_type,
                       pad_token_id=tok.pad_token_id)
     peft_dict = dataclasses.asdict(cfg.peft)
     targets = resolve_targets(model, peft_dict["targets"])
+    started, note = init_head(model, cfg.train.head_init, plan.base_path)  # before the adapter copies the head
+    head = {"init": started, "learning_rate": head_learning_rate(cfg.train)}
+    say(f"{note}; learning rate {head['learning_rate']:.2e} (adapter {cfg.train.learning_rate:.2e}; "
+        f"{'train.head_learning_rate' if cfg.train.head_learning_rate > 0 else f'train.head_learning_rate = 0: {HEAD_LR_FACTOR:g} x the adapter rate'})")
     pm = attach_adapter(model, peft_dict, cfg.train.seed, quantized, cfg.train.gradient_checkpointing)
     ts = trainable_summary(pm)
     say(f"adapter: {cfg.peft.method} on {targets}{f' above layer {cfg.peft.freeze_layers}' if cfg.peft.freeze_layers else ''}; "
         f"{ts['trainable']:,} trainable of {ts['total']:,} parameters ({ts['share']:.2%})")
-    return Model(pm, targets, quant, precision)
+    return Model(pm, targets, quant, precision, numerics, head)
 
 
 def training_arguments(cfg, plan: Plan, n_train: int, precision: str):
@@ -299,10 +329,12 @@ def setup_trainer(cfg, plan: Plan, data: Examples, model: Model, args, say: Call
             hook(logits, ev.label_ids)
         full = M.compute_metrics(logits, ev.label_ids, plan.multilabel, plan.labels, extra=(plan.metric,))
         eval_logits[trainer.state.global_step] = logits
+        if full.get("undefined"):  # e.g. auc on a fold with one class: said in the [eval] line, not a NaN
+            kit_log.undefined[trainer.state.global_step] = dict(full["undefined"])
         return M.scalar_metrics(full)
 
     kit_log = make_callback(say, plan.metric, len(data.val_sorted), data.val_sorted.num_tokens)
-    context = guard_context(cfg, model.precision, plan.partial)
+    context = guard_context(cfg, model.numerics, plan.partial, plan.metric)
     callbacks = [nonfinite_guard(context)]
     if cfg.train.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
@@ -311,6 +343,7 @@ def setup_trainer(cfg, plan: Plan, data: Examples, model: Model, args, say: Call
     Trainer = _make_trainer_class()
     trainer = Trainer(model=model.peft_model, args=args, train_dataset=data.train, eval_dataset=data.val_sorted,
                       data_collator=collator, processing_class=data.tokenizer, compute_metrics=compute, callbacks=callbacks)
+    trainer.kit_head_lr = model.head.get("learning_rate")
     install(trainer, kit_log)
     return trainer, eval_logits, context
 
@@ -365,12 +398,12 @@ def save_run_folder(cfg, plan: Plan, data: Examples, model: Model, summary: dict
     (out / "README.md").unlink(missing_ok=True)  # PEFT's empty model card; the manifest describes the run
     data.tokenizer.save_pretrained(str(out))
     (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
-    _write_predictions(cfg, plan, data, logits, log_history)
+    _write_predictions(cfg, plan, data, logits, log_history, summary.get("baselines"))
     _manifest(cfg, plan, data, model, summary, best_step).save(out)
 
 
-def _write_predictions(cfg, plan: Plan, data: Examples, logits, log_history: list) -> None:
-    """oof.csv (out-of-fold predictions, in the data's order) and the plots."""
+def _write_predictions(cfg, plan: Plan, data: Examples, logits, log_history: list, baselines: Optional[dict] = None) -> None:
+    """oof.csv (out-of-fold predictions, in the data's order) and the plots (curves.png with the baselines' levels)."""
     import numpy as np
 
     from . import plots
@@ -396,7 +429,7 @@ def _write_predictions(cfg, plan: Plan, data: Examples, logits, log_history: lis
     if not plan.multilabel:
         cm = M.confusion_matrix([val_ds.labels[i] for i in order], logits.argmax(axis=1), len(plan.labels))
         plots.confusion_matrix_png(cm, plan.labels, out / "confusion_matrix.png")
-    plots.curves_png(log_history, out / "curves.png", plan.metric)
+    plots.curves_png(log_history, out / "curves.png", plan.metric, baselines=baselines)
     if {cfg.task.metric, plan.metric} & set(plots.PROBABILITY_METRICS):  # log loss rewards calibration
         onehot = np.asarray([list(lab) for lab in val_ds.labels], dtype=np.float64) if plan.multilabel else \
             np.eye(len(plan.labels))[np.asarray(val_ds.labels, dtype=np.int64)]
@@ -433,7 +466,9 @@ def _manifest(cfg, plan: Plan, data: Examples, model: Model, summary: dict, best
                   "data_seed": cfg.data.seed, "group_by_prompt": cfg.data.group_by_prompt, "data": str(plan.dataset.path),
                   "train_rows": len(plan.train_idx), "val_rows": len(plan.val_idx), "swap_augment": swap_applied(cfg, plan.kind),
                   "steps": summary["global_step"], "best_step": best_step, "precision": model.precision,
+                  "numerics": model.numerics.record() if model.numerics is not None else None,
                   "optimizer": cfg.train.optimizer, "learning_rate": cfg.train.learning_rate, "scheduler": cfg.train.scheduler,
+                  "head": dict(model.head),
                   "batch_size": cfg.train.batch_size, "grad_accum": cfg.train.grad_accum, "epochs": cfg.train.epochs,
                   "max_steps": cfg.train.max_steps, "world_size": summary["train"]["world_size"]},
         versions=library_versions(),

@@ -5,6 +5,11 @@ Line shapes (what tests assert and a competitor reads in a terminal, a notebook 
     [train] step 10/40 epoch 0.50 | loss 1.0912 grad_norm 1.234 lr 2.00e-04 | 812 tokens/s 3.1 samples/s | elapsed 0:12 ETA 0:36
     [eval]  step 20/40 epoch 1.00 | log_loss 1.0901 accuracy 0.6100 macro_f1 0.5900 micro_f1 0.6100 val_loss 1.0901 | 95.3 rows/s 9,000 tokens/s | elapsed 0:25 ETA 0:25
     [final] best checkpoint (step 20) on 60 validation rows -> oof.csv
+    [train] heartbeat: step 3/40 | 21.5 s/step | elapsed 1:04 ETA 13:20
+
+A run first says what to expect (``[train] starting: 40 steps to step 40; a line after step 1, then every
+10 steps, and at least every 60 s``); whenever it has printed nothing for :data:`HEARTBEAT_S` seconds (slow
+steps on a CPU, a long evaluation) a heartbeat line says how far it is, from a background thread.
 
 The Trainer's own printers (``PrinterCallback`` prints raw dicts such as ``{'loss': '1.068'}``,
 ``ProgressCallback`` draws bars and writes the same dicts into them) are removed by
@@ -13,6 +18,7 @@ batches), elsewhere it prints lines only (see :mod:`kaggle_kit.runtime.progress`
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, Optional
 
@@ -21,6 +27,8 @@ from kaggle_kit.runtime.progress import duration, style
 # eval_* keys that are bookkeeping, not metrics
 _EVAL_BOOKKEEPING = {"eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "epoch", "eval_model_preparation_time"}
 _TRAIN_BOOKKEEPING = {"epoch", "step", "total_flos", "num_input_tokens_seen", "train_tokens_per_second"}
+# a training run that has printed nothing for this long prints a heartbeat line (steps done, time per step, ETA)
+HEARTBEAT_S = 60.0
 
 
 def fmt(v) -> str:
@@ -34,8 +42,9 @@ def fmt(v) -> str:
     return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
-def metric_text(metrics: dict, first: str = "", prefix: str = "eval_") -> str:
-    """``name value`` pairs, the task metric first, each name once; ``eval_loss`` shown as ``val_loss``."""
+def metric_text(metrics: dict, first: str = "", prefix: str = "eval_", undefined: Optional[dict] = None) -> str:
+    """``name value`` pairs, the task metric first, each name once; ``eval_loss`` shown as ``val_loss``;
+    then each metric the rows cannot define as ``name undefined (reason)`` (never a bare ``nan``)."""
     names = []
     if first and f"{prefix}{first}" in metrics:
         names.append(f"{prefix}{first}")
@@ -46,6 +55,7 @@ def metric_text(metrics: dict, first: str = "", prefix: str = "eval_") -> str:
     for k in dict.fromkeys(names):
         short = k[len(prefix):]
         out.append(f"{'val_loss' if short == 'loss' else short} {fmt(metrics[k])}")
+    out += [f"{name} undefined ({why})" for name, why in (undefined or {}).items()]
     return " ".join(out)
 
 
@@ -76,9 +86,17 @@ class LogLines:
         self.eval_bar = None
         self.phase = "eval"  # label of the next prediction pass ("final evaluation -> oof.csv")
         self.best = None
+        self.undefined: dict = {}  # step -> {metric: why it is undefined on the validation rows}, filled by the recipe
+        self.heartbeat_s = HEARTBEAT_S
+        self.first_step = 0
+        self.last_said = time.perf_counter()
+        self.evaluating = False
+        self._stop = threading.Event()
+        self._beat = None
 
     # -- helpers
     def say(self, line: str) -> None:
+        self.last_said = time.perf_counter()
         if self.train_bar is not None:
             self.train_bar.write(line)
         else:
@@ -95,10 +113,45 @@ class LogLines:
     def head(self, tag: str, state) -> str:
         return f"{tag} step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f}"
 
+    # -- heartbeat: a line at least every `heartbeat_s` while training is silent (slow steps on a CPU)
+    def heartbeat_line(self, state) -> str:
+        done, now = state.global_step, time.perf_counter()
+        elapsed = f"elapsed {duration(now - self.t0 if self.t0 else 0)}"
+        if self.evaluating:
+            return f"[train] heartbeat: step {done}/{state.max_steps} | evaluating the validation rows | {elapsed}"
+        if done <= self.first_step:
+            return (f"[train] heartbeat: step {done}/{state.max_steps} | step {done + 1} running (no time estimate before "
+                    f"the first step ends) | {elapsed}")
+        per_step = (now - self.t0) / (done - self.first_step)
+        return f"[train] heartbeat: step {done}/{state.max_steps} | {per_step:,.1f} s/step | {self.eta(state)}"
+
+    def _heartbeat(self, state) -> None:
+        while not self._stop.wait(min(5.0, self.heartbeat_s / 4)):
+            if time.perf_counter() - self.last_said >= self.heartbeat_s:
+                self.say(self.heartbeat_line(state))
+
+    def start_heartbeat(self, state) -> None:
+        self._stop.clear()
+        self._beat = threading.Thread(target=self._heartbeat, args=(state,), name="kit-heartbeat", daemon=True)
+        self._beat.start()
+
+    def stop_heartbeat(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=10)
+            self._beat = None
+
     # -- training
     def on_train_begin(self, args, state, control, **kw):
         self.t0 = self.last_t = time.perf_counter()
         self.last_step, self.last_tokens = state.global_step, state.num_input_tokens_seen or 0
+        self.first_step = state.global_step
+        if state.is_world_process_zero:
+            n = int(args.logging_steps or 1)
+            first = f"after step {state.global_step + 1}, then " if getattr(args, "logging_first_step", False) else ""
+            self.say(f"[train] starting: {state.max_steps - state.global_step} steps to step {state.max_steps}; a line "
+                     f"{first}every {f'{n} steps' if n > 1 else 'step'}, and at least every {self.heartbeat_s:.0f} s")
+            self.start_heartbeat(state)
         if self.mode == "bar" and state.is_world_process_zero:
             from kaggle_kit.runtime.progress import Progress
 
@@ -138,6 +191,7 @@ class LogLines:
 
     # -- evaluation bars (terminal only) and lines
     def on_prediction_step(self, args, state, control, eval_dataloader=None, **kw):
+        self.evaluating = True
         if self.mode != "bar" or not state.is_world_process_zero:
             return
         if self.eval_bar is None:
@@ -148,6 +202,7 @@ class LogLines:
         self.eval_bar.update(1)
 
     def _close_eval_bar(self):
+        self.evaluating = False
         if self.eval_bar is not None:
             self.eval_bar.close(summary=False)  # the [eval] line follows
             self.eval_bar = None
@@ -168,9 +223,11 @@ class LogLines:
             speed.append(f"{rows / runtime:,.1f} rows/s")
             if self.val_tokens:
                 speed.append(f"{self.val_tokens / runtime:,.0f} tokens/s")
-        self.say(f"{self.head('[eval] ', state)} | {metric_text(metrics, self.metric)} | {' '.join(speed) or '-'} | {self.eta(state)}")
+        text = metric_text(metrics, self.metric, undefined=self.undefined.get(state.global_step))
+        self.say(f"{self.head('[eval] ', state)} | {text} | {' '.join(speed) or '-'} | {self.eta(state)}")
 
     def on_train_end(self, args, state, control, **kw):
+        self.stop_heartbeat()
         if self.train_bar is not None:
             self.train_bar.close(summary=False)
             self.train_bar = None

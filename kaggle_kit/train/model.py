@@ -168,3 +168,118 @@ def trainable_summary(model) -> dict:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return {"trainable": int(trainable), "total": int(total), "share": trainable / max(total, 1)}
+
+
+# --------------------------------------------------------------------------- the classification head: start and pace
+
+
+def head_in_checkpoint(base_path, head: str) -> bool:
+    """Whether the base's weight files already hold a trained ``head`` (a classifier checkpoint), read from the
+    safetensors headers / index of a local folder; a hub id counts as new (its head is what the config's
+    architecture says: a ``*ForSequenceClassification`` checkpoint ships one)."""
+    import json
+    from pathlib import Path
+
+    path = Path(str(base_path))
+    if not path.is_dir():
+        try:
+            from transformers import AutoConfig
+
+            archs = getattr(AutoConfig.from_pretrained(str(base_path)), "architectures", None) or []
+        except Exception:  # noqa: BLE001 - no config: nothing says a head ships with it
+            return False
+        return any(a.endswith("ForSequenceClassification") for a in archs)
+    names: list = []
+    for index in path.glob("*.safetensors.index.json"):
+        names += list(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}))
+    if not names:
+        from safetensors import safe_open
+
+        for f in path.glob("*.safetensors"):
+            with safe_open(str(f), "pt") as fh:
+                names += list(fh.keys())
+    if not names:  # pytorch_model.bin only: its config's architecture says whether a head ships with it
+        config = json.loads((path / "config.json").read_text(encoding="utf-8")) if (path / "config.json").is_file() else {}
+        return any(str(a).endswith("ForSequenceClassification") for a in config.get("architectures") or [])
+    return any(n == f"{head}.weight" or n.endswith(f".{head}.weight") for n in names)
+
+
+def init_head(model, mode: str, base_path) -> tuple:
+    """Start the new classification head as ``mode`` says, before the adapter copies it; returns (how it
+    started: 'zero' | 'model' | 'checkpoint', the log note).
+
+    ``zero``: weights and bias 0, so the untrained model gives every class the same logit (uniform
+    probabilities, log loss = ln K) instead of the confident, arbitrary bias of ``normal(0, 0.02)`` on pooled
+    states of norm ~50 (SmolLM2; issue 20). ``model``: the model class's own random init. A head that the base
+    checkpoint already holds (a trained classifier) is kept whatever ``mode`` says."""
+    import torch
+
+    head = head_name(model)
+    if head_in_checkpoint(base_path, head):
+        return "checkpoint", f"head: {head} comes with the base checkpoint: kept as loaded"
+    if mode == "model":
+        return "model", f"head: {head} new, the model class's random init (train.head_init = 'model')"
+    if mode != "zero":
+        raise KitError(f"train.head_init = {mode!r}: use 'zero' or 'model'")
+    module = getattr(model, head)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.zero_()
+    return "zero", f"head: {head} new, zero-initialised (train.head_init = 'zero': the untrained model predicts every class equally)"
+
+
+def head_parameters(model) -> list:
+    """The trainable parameters of the classification head's trained copy (``modules_to_save``)."""
+    heads = set(HEAD_NAMES)
+    return [p for name, p in model.named_parameters()
+            if p.requires_grad and "modules_to_save" in name and heads & set(name.split("."))]
+
+
+def split_head_group(optimizer, head_params: list, lr: float) -> int:
+    """Move ``head_params`` out of the optimizer's parameter groups into groups of their own at ``lr`` (same
+    weight decay and other settings as where they were); returns how many tensors moved. Call it before the
+    LR scheduler is built: the scheduler then scales every group, the head's included, by the same schedule."""
+    wanted = {id(p) for p in head_params}
+    moved = 0
+    new_groups = []
+    for group in optimizer.param_groups:
+        mine = [p for p in group["params"] if id(p) in wanted]
+        if not mine:
+            continue
+        group["params"] = [p for p in group["params"] if id(p) not in wanted]
+        new_groups.append({**{k: v for k, v in group.items() if k not in ("params", "initial_lr")}, "params": mine, "lr": lr})
+        moved += len(mine)
+    optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+    for g in new_groups:
+        optimizer.add_param_group(g)
+    return moved
+
+
+# train.head_learning_rate = 0: the head learns at this multiple of train.learning_rate (README: Training, measured)
+HEAD_LR_FACTOR = 25.0
+
+
+def head_learning_rate(train) -> float:
+    """The head's peak learning rate from the [train] section: ``head_learning_rate``, else ``HEAD_LR_FACTOR`` x ``learning_rate``."""
+    return float(train.head_learning_rate) if train.head_learning_rate > 0 else HEAD_LR_FACTOR * float(train.learning_rate)
+
+
+# Step time of bitsandbytes on a CPU relative to fp32 (LoRA on attention, batch 4 x 64 tokens, 2-core machine, README:
+# Training): 4-bit 1.22x (SmolLM2-135M) / 1.24x (MiniLM), 8-bit 1.19x / 1.58x, adamw_8bit 1.0x / 1.12x.
+CPU_SLOWDOWN = {"4bit": "1.2x", "8bit": "1.2-1.6x", "8bit_optimizer": "1.0-1.1x"}
+
+
+def cpu_fit_notes(quant_mode: str, optimizer: str, cuda: bool) -> list:
+    """What a CPU run pays for GPU-minded settings, said before step 1 (nothing is changed): each note names the
+    measured cost and the setting to change. Empty on a GPU or with CPU-fit settings."""
+    if cuda:
+        return []
+    notes = []
+    if quant_mode in ("4bit", "8bit"):
+        notes.append(f"note: quantization.mode = '{quant_mode}' on a CPU runs bitsandbytes' CPU kernels: each step takes about "
+                     f"{CPU_SLOWDOWN[quant_mode]} the fp32 time here and saves memory only; set quantization.mode = 'none' "
+                     f"(--quantization none) unless the base does not fit in memory")
+    if "8bit" in optimizer:
+        notes.append(f"note: train.optimizer = '{optimizer}' on a CPU: no GPU kernel, about {CPU_SLOWDOWN['8bit_optimizer']} the "
+                     f"step time of adamw_torch here, saving optimizer memory only; set train.optimizer = 'adamw_torch'")
+    return notes

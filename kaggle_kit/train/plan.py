@@ -140,6 +140,7 @@ def plan_run(cfg, fold: Optional[int] = None, resume: bool = False, allow_kind_f
     base_config = check_base(base, len(labels), "model.path" if cfg.model.path else "model.name",
                              max_length=cfg.prompt.max_length, freeze_layers=int(cfg.peft.freeze_layers or 0))
     fold, train_idx, val_idx = _split(cfg, ds.rows, multilabel, fold)
+    _check_metric_defined(cfg, ds.rows, val_idx, labels, multilabel, metric, fold)
     output = Path(cfg.train.output).expanduser()
     partial = partial_of(output)
     resume_from = _resume_from(partial) if resume else None
@@ -189,6 +190,35 @@ def _check_metric(cfg, multilabel: bool, labels: list) -> str:
         raise KitError(f"train.metric_for_best / task.metric = {metric!r} does not fit this {len(labels)}-class "
                        f"{'multi-label' if multilabel else 'single-label'} task; use one of {metric_names(multilabel, len(labels))}")
     return metric
+
+
+def _check_metric_defined(cfg, rows: list, val_idx: list, labels: list, multilabel: bool, metric: str, fold) -> None:
+    """Refuse a selection metric the validation rows cannot define (ROC AUC of a fold holding one class):
+    every checkpoint would be compared on nothing. Other undefined metrics are only reported."""
+    import numpy as np
+
+    if multilabel:
+        targets = np.zeros((len(val_idx), len(labels)), dtype=np.int64)
+        for n, i in enumerate(val_idx):
+            targets[n, list(rows[i].label)] = 1
+    else:
+        targets = [int(rows[i].label) for i in val_idx]
+    why = M.undefined_reason(metric, targets, labels, multilabel)
+    if why is None:
+        return
+    setting = "train.metric_for_best" if cfg.train.metric_for_best else "task.metric"
+    where = (f"fold {fold} (data.folds = {cfg.data.folds}, data.fold)" if fold is not None
+             else f"the holdout split (data.val_fraction = {cfg.data.val_fraction})")
+    if multilabel:
+        counts = ", ".join(f"{n}: {sum(1 for r in rows if j in r.label)}" for j, n in enumerate(labels))
+    else:
+        counts = ", ".join(f"{n}: {sum(1 for r in rows if r.label == j)}" for j, n in enumerate(labels))
+    raise KitError(
+        f"{setting} = {metric!r} is undefined on the {len(val_idx)} validation rows of {where} of {cfg.data.train}: {why}; "
+        f"training would pick checkpoints by a number it cannot compute. The file holds {counts} rows. Fix: pick "
+        f"checkpoints by a metric these rows define (train.metric_for_best = 'log_loss'), use another fold or fewer "
+        f"folds (data.folds) or a larger data.val_fraction so the validation rows hold both classes, or add rows of "
+        f"the missing class")
 
 
 def _split(cfg, rows: list, multilabel: bool, fold: Optional[int]) -> tuple:

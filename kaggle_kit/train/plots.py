@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -71,12 +72,35 @@ def plain_axis(ax, values: list, min_span: float) -> None:
             ax.set_ylim(mid - min_span / 2, mid + min_span / 2)
 
 
-def curves_png(log_history: list, path, metric: str = "log_loss") -> Path:
+BASELINE_STYLES = {"tfidf_lr": ("TF-IDF+LR", "tab:gray", "--"), "prior": ("class prior", "tab:gray", ":")}
+
+
+def baseline_title(baselines: Optional[dict]) -> str:
+    """``accuracy 0.612 — TF-IDF+LR 0.725, prior 0.500`` from metrics.json's ``baselines`` record ('' without one)."""
+    if not baselines or not baselines.get("metric"):
+        return ""
+    num = lambda v: "undefined" if v is None else f"{v:.3f}"  # noqa: E731
+    parts = [f"{label} {num(baselines.get(name))}" for name, (label, _, _) in BASELINE_STYLES.items() if name in baselines]
+    return f"{baselines['metric']} {num(baselines.get('model'))} — " + ", ".join(parts)
+
+
+def _baseline_lines(ax, baselines: Optional[dict], values: list) -> None:
+    """Horizontal lines at each baseline's level of the task metric (validation rows)."""
+    for name, (label, color, style) in BASELINE_STYLES.items():
+        v = (baselines or {}).get(name)
+        if isinstance(v, (int, float)):
+            ax.axhline(v, color=color, linestyle=style, linewidth=1.2, label=f"{label} {v:.3f}")
+            values.append(float(v))
+
+
+def curves_png(log_history: list, path, metric: str = "log_loss", baselines: Optional[dict] = None) -> Path:
     """Loss (training and validation) and the task metric against the optimizer step.
 
     Left: training loss (every logging step) and validation loss (every evaluation). Right: the
     task metric on the validation rows (with accuracy / macro-F1 beside it when the task metric is
     the loss itself, which the left panel already shows). ``metric`` '' or 'loss' (SFT): left only.
+    ``baselines`` (metrics.json's record): the prior's and TF-IDF+LR's level of ``baselines['metric']`` as
+    horizontal lines in the panel showing that metric, and the comparison as the figure's title.
     """
     plt = _plt()
     train = _series(log_history, "loss")
@@ -95,7 +119,11 @@ def curves_png(log_history: list, path, metric: str = "log_loss") -> Path:
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss" + (" (response tokens)" if metric in ("", None, "loss") else ""))
     ax.set_title("Loss" + (" (validation = the task metric, log loss)" if metric == "log_loss" else ""), fontsize=10)
-    plain_axis(ax, [v for _, v in train + val], 0.02)
+    left = [v for _, v in train + val]
+    on = (baselines or {}).get("metric")
+    if on == "log_loss" and metric == "log_loss":
+        _baseline_lines(ax, baselines, left)
+    plain_axis(ax, left, 0.02)
     if train or val:
         ax.legend(fontsize=8)
     if panels:
@@ -105,6 +133,8 @@ def curves_png(log_history: list, path, metric: str = "log_loss") -> Path:
             pts = _series(log_history, f"eval_{k}")
             values += [v for _, v in pts]
             _plot(ax2, pts, label=f"{k}{' (task metric)' if k == metric else ''}", color=color, linewidth=2 if k == metric else 1.2)
+        if on in panels:
+            _baseline_lines(ax2, baselines, values)
         ax2.set_xlabel("optimizer step")
         ax2.set_ylabel(metric if metric != "log_loss" else "validation metric")
         ax2.set_title(f"Validation {metric}" if metric != "log_loss" else "Other validation metrics", fontsize=10)
@@ -117,6 +147,9 @@ def curves_png(log_history: list, path, metric: str = "log_loss") -> Path:
         a.xaxis.set_major_locator(MaxNLocator(integer=True))  # optimizer steps are whole numbers
         if steps:
             a.set_xlim(0, max(steps) * 1.03 + 0.5)  # the same step range in every panel
+    title = baseline_title(baselines)
+    if title:
+        fig.suptitle(f"validation {title}", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)

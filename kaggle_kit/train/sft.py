@@ -73,6 +73,7 @@ class SFTModel:
     quant: dict
     precision: str
     before: dict
+    numerics: object = None  # train.numerics.Numerics: the dtypes and who chose them
 
 
 def resolve_base(cfg) -> Path | str:
@@ -166,6 +167,7 @@ def _run_sft(cfg, log, fold, resume) -> SFTResult:
     trainer, kit_log, context = setup_trainer(cfg, model, args, data, out, log)
     metrics = train_and_evaluate(trainer, kit_log, context, data, log)
     _note_adapter_changes(metrics, model, data, started, log)
+    log("sft: baselines skipped: generation has no class prior or TF-IDF+LR to compare with (classifier runs fit them)")
     history = list(trainer.state.log_history)
     fold = cfg.data.fold if fold is None else fold
     manifest = save_run_folder(cfg, out, model, data, history, metrics, warmup=args.warmup_steps, fold=fold)
@@ -228,13 +230,14 @@ def setup_model(cfg, base, log) -> SFTModel:
     from kaggle_kit.runtime.generation import load_causal
 
     from .model import weights_note
+    from .numerics import training_numerics
 
-    quant = asdict(cfg.quantization)
+    numerics = training_numerics(cfg)  # the one precision rule: base and compute dtype follow the device
+    quant, precision = numerics.quantization, numerics.precision
     quantized = quant["mode"] in ("4bit", "8bit")
-    precision = _precision(cfg)
-    dtype = None if quantized else (cfg.model.dtype if cfg.model.dtype != "auto" else {"bf16": "bfloat16", "fp16": "float32", "fp32": "float32"}[precision])
-    device_map = {"": 0} if (quantized and torch.cuda.is_available()) else None
-    model = load_causal(base, quant, dtype=dtype, device_map=device_map)
+    log(f"sft: numerics: {numerics.describe()}")
+    device_map = {"": numerics.device} if (quantized and numerics.device.startswith("cuda")) else None  # this rank's GPU
+    model = load_causal(base, quant, dtype=numerics.base_dtype, device_map=device_map)
     gc = bool(cfg.train.gradient_checkpointing)
     gc_kwargs = {"use_reentrant": False}
     if quantized:
@@ -250,7 +253,7 @@ def setup_model(cfg, base, log) -> SFTModel:
     before = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
     trainable = sum(p.numel() for p in before.values())
     log(f"sft: {type(model.get_base_model()).__name__} from {base}, {cfg.peft.method} on {targets}, {trainable:,} trainable parameters, {weights_note(quant, precision)}")
-    return SFTModel(model, targets, quant, precision, before)
+    return SFTModel(model, targets, quant, precision, before, numerics)
 
 
 def training_arguments(cfg, ckpt: Path, has_eval: bool, precision: str):
@@ -288,7 +291,7 @@ def setup_trainer(cfg, model: SFTModel, args, data: SFTData, out: Path, log) -> 
     from .sft_data import SFTCollator
 
     has_eval = data.has_eval
-    context = guard_context(cfg, model.precision, out)
+    context = guard_context(cfg, model.numerics, out)
     callbacks = [nonfinite_guard(context)]
     if has_eval and cfg.train.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
@@ -379,6 +382,7 @@ def _manifest(cfg, model: SFTModel, data: SFTData, metrics: dict, warmup, fold):
             "warmup": warmup, "weight_decay": cfg.train.weight_decay, "max_grad_norm": cfg.train.max_grad_norm,
             "batch_size": cfg.train.batch_size, "grad_accum": cfg.train.grad_accum, "epochs": cfg.train.epochs,
             "max_steps": cfg.train.max_steps, "precision": model.precision, "seed": cfg.train.seed,
+            "numerics": model.numerics.record() if model.numerics is not None else None,
             "early_stopping_patience": cfg.train.early_stopping_patience, "group_by_length": cfg.train.group_by_length,
             "data": str(cfg.data.train), "train_rows": len(data.train_rows), "val_rows": len(data.val_rows),
             "split": {"folds": cfg.data.folds, "fold": fold, "val_fraction": cfg.data.val_fraction,

@@ -17,7 +17,8 @@ def submission_spec(cfg, ds, kind: str, labels: list) -> dict:
     if sub.sample:
         if not Path(sub.sample).is_file():
             raise KitError(f"submission.sample = {sub.sample!r}: file not found; point it at the competition's sample_submission.csv")
-        spec = spec_from_sample(sub.sample, labels, top_k=sub.top_k, positive_label=sub.positive_label, multilabel=kind == "multilabel")
+        spec = spec_from_sample(sub.sample, labels, top_k=sub.top_k, positive_label=sub.positive_label, multilabel=kind == "multilabel",
+                                metric=cfg.task.metric)
     else:
         spec = default_spec(ds.format, kind, labels, id_column=cfg.data.id_column, metric=cfg.task.metric,
                             label_columns=list(cfg.data.label_columns), label_join=cfg.data.label_join,
