@@ -9,7 +9,7 @@ BENCHES = {
     "data": ("kaggle_kit.cli.bench_data", "bench_data", "Prepare LMSYS-shaped rows: batched encoder vs one row at a time."),
     "train": ("kaggle_kit.cli.bench_train", "bench_train", "Training tokens/s: length-grouped dynamic padding vs fixed max_length padding."),
     "infer": ("kaggle_kit.cli.bench_infer", "bench_infer", "Inference rows/s: token-budget engine vs the seeds' batch-of-8 loop."),
-    "quality": ("kaggle_kit.cli.bench_quality", "bench_quality", "SmolLM2-135M LoRA on real hh-rlhf pairs: accuracy/log loss with 95% CIs beside three baselines."),
+    "quality": ("kaggle_kit.cli.bench_quality", "bench_quality", "SmolLM2-135M LoRA on real hh-rlhf text: accuracy/log loss with 95% CIs beside a linear probe and baselines."),
 }
 
 
