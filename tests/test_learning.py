@@ -65,7 +65,7 @@ def test_minilm_learns_a_cue_in_real_text_with_defaults(tmp_path, monkeypatch, k
     r = _kit("train", "--model", "minilm", "--data", train, "--output", run, "--max-steps", 40, "--max-length", 64)
     assert r.exit_code == 0, r.output
     manifest = json.loads((run / "kit_manifest.json").read_text())
-    assert manifest["training"]["head"] == {"init": "zero", "learning_rate": pytest.approx(5e-3)}
+    assert manifest["training"]["head"] == {"init": "zero", "learning_rate": pytest.approx(2e-3)}
     metrics = json.loads((run / "metrics.json").read_text())
     base = metrics["baselines"]
     assert base["metric"] == "log_loss" and base["prior"] == pytest.approx(0.6931, abs=1e-3) and base["tfidf_lr"] < 0.69

@@ -122,7 +122,7 @@ class TrainConfig:
     optimizer: str = _f("adamw_torch", "Optimizer.", ("adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"))
     learning_rate: float = _f(2e-4, "Peak learning rate.")
     head_learning_rate: float = _f(0.0, "Peak learning rate of the classification head (its own optimizer group, same schedule); "
-                                   "0 = 25 x learning_rate (measured on real text, README: Training). Classifiers only.")
+                                   "0 = 10 x learning_rate (measured on real text, README: Training). Classifiers only.")
     head_init: str = _f("zero", "How a new classification head starts: 'zero' (the untrained model gives every class the same "
                         "probability) or 'model' (the model class's random normal(0, 0.02), confidently biased on large pooled "
                         "states). A head the base checkpoint already holds is kept.", ("zero", "model"))

@@ -239,7 +239,7 @@ def setup_model(cfg, plan: Plan, tok, say: Callable) -> Model:
     """Model phase: the base (quantized or not, in the training precision) with the adapter attached."""
     import torch
 
-    from kaggle_kit.runtime.modeling import load_base
+    from kaggle_kit.runtime.modeling import load_base, quiet_head_report
 
     from .model import (HEAD_LR_FACTOR, attach_adapter, cpu_fit_notes, head_learning_rate, init_head, resolve_targets,
                         trainable_summary, weights_note)
@@ -256,9 +256,10 @@ def setup_model(cfg, plan: Plan, tok, say: Callable) -> Model:
     say(f"numerics: {numerics.describe()}")
     for note in cpu_fit_notes(quant["mode"], cfg.train.optimizer, torch.cuda.is_available()):
         say(note)  # before any weights load: the cost of GPU-minded settings on this machine, and the setting to change
-    model = load_base(plan.base_path, num_labels=len(plan.labels), quantization=quant, dtype=numerics.base_dtype,
-                      device_map=device_map, label_names=plan.labels, problem_type=problem_type,
-                      pad_token_id=tok.pad_token_id)
+    with quiet_head_report():  # transformers' "score.weight MISSING" report: the `head:` line below says how it starts
+        model = load_base(plan.base_path, num_labels=len(plan.labels), quantization=quant, dtype=numerics.base_dtype,
+                          device_map=device_map, label_names=plan.labels, problem_type=problem_type,
+                          pad_token_id=tok.pad_token_id)
     peft_dict = dataclasses.asdict(cfg.peft)
     targets = resolve_targets(model, peft_dict["targets"])
     started, note = init_head(model, cfg.train.head_init, plan.base_path)  # before the adapter copies the head

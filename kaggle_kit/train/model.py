@@ -256,7 +256,7 @@ def split_head_group(optimizer, head_params: list, lr: float) -> int:
 
 
 # train.head_learning_rate = 0: the head learns at this multiple of train.learning_rate (README: Training, measured)
-HEAD_LR_FACTOR = 25.0
+HEAD_LR_FACTOR = 10.0
 
 
 def head_learning_rate(train) -> float:
