@@ -73,7 +73,8 @@ RESULT = predict_ensemble_file(
     names=list(MEMBERS),
     weights=WEIGHTS,
     combine_method={{ ensemble.combine | json }},
-    bases=BASE_DIRS,
+{% if ensemble.cascade %}    cascade={{ ensemble.cascade | json }},  # [ensemble] cascade: the first member on every row, the later ones on the uncertain rows
+{% endif %}    bases=BASE_DIRS,
     parts_dir=PARTS_DIR,
     manifests=MANIFESTS,
     **OPTIONS,

@@ -77,6 +77,30 @@ def lmsys_synth_test(tmp_path_factory) -> Path:
     return write_synth("lmsys", 120, tmp_path_factory.mktemp("synth-test") / "test.csv", seed=2, test=True)
 
 
+def first_rows(src: Path, out: Path, rows: int) -> Path:
+    """A copy of the CSV ``src`` with its header and first ``rows`` rows, at ``out``."""
+    import csv
+
+    with src.open(newline="", encoding="utf-8") as fh:
+        lines = list(csv.reader(fh))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(lines[: rows + 1])
+    return out
+
+
+def two_member_project(sources: tuple = ("runs/a", "runs/b"), sections: str = "") -> str:
+    """kit.toml text for a two-adapter inference kernel on the LMSYS competition: a tiny base instance and
+    members ``member-a``/``member-b`` from ``sources``; ``sections`` (TOML text) goes after ``[data]``."""
+    members = "".join(f'\n[instances.member-{m}]\nmodel_slug = "tiny-{m}"\nkind = "adapter"\nsource = "{src}"\nversion = "1"\n'
+                      for m, src in zip("ab", sources))
+    return ('[kaggle]\nusername = "kit-demo"\ncompetition = "llm-classification-finetuning"\n\n'
+            '[data]\ntest = "/kaggle/input/llm-classification-finetuning/test.csv"\nformat = "lmsys"\n\n'
+            f'{sections}'
+            '[kernels.inference]\ntemplate = "inference"\ninstances = ["tiny-base", "member-a", "member-b"]\n\n'
+            '[instances.tiny-base]\nmodel_slug = "tiny-base"\nkind = "base"\nversion = "1"\n' + members)
+
+
 def make_untrained_adapter(out: Path, base: Path, max_length: int = 256, seed: int = 0) -> Path:
     """A LoRA adapter folder in `kit train`'s layout, with random (seeded) weights, for tests of
     the readers of run folders (prediction, notebooks, publishing) that must not wait on training."""

@@ -337,3 +337,13 @@ def test_mean_ci_and_scores():
     import math
 
     assert abs(s["log_loss"]["mean"] - (-(math.log(0.9) + math.log(0.8) + math.log(0.4)) / 3)) < 1e-3
+
+
+def test_mean_ci_stays_in_the_values_range():
+    """120 of 120 right is not a certainty (Wilson: [0.969, 1]); a log loss interval never goes below 0."""
+    from kaggle_kit.benchmarks.quality import mean_ci
+
+    assert mean_ci([1] * 120)["ci95"] == [0.969, 1.0]
+    assert mean_ci([0] * 50)["ci95"][0] == 0.0 and 0.05 < mean_ci([0] * 50)["ci95"][1] < 0.08
+    lo, hi = mean_ci([1e-4] * 119 + [0.05])["ci95"]
+    assert lo == 0.0 < hi

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_untrained_adapter
+from conftest import first_rows, make_untrained_adapter
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +21,7 @@ def second_adapter(tiny_base, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def small_test(lmsys_synth_test, tmp_path_factory) -> Path:
     """The first 24 rows of the synthetic LMSYS test file."""
-    out = tmp_path_factory.mktemp("small-test") / "test.csv"
-    with lmsys_synth_test.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    with out.open("w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows(rows[:25])
-    return out
+    return first_rows(lmsys_synth_test, tmp_path_factory.mktemp("small-test") / "test.csv", 24)
 
 
 @pytest.fixture(scope="module")

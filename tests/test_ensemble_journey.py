@@ -11,39 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-PROJECT = """\
-[kaggle]
-username = "kit-demo"
-competition = "llm-classification-finetuning"
+from conftest import two_member_project
 
-[data]
-test = "/kaggle/input/llm-classification-finetuning/test.csv"
-format = "lmsys"
-
-[inference]
-batch_tokens = 4096
-
-[kernels.inference]
-template = "inference"
-instances = ["tiny-base", "member-a", "member-b"]
-
-[instances.tiny-base]
-model_slug = "tiny-base"
-kind = "base"
-version = "1"
-
-[instances.member-a]
-model_slug = "tiny-a"
-kind = "adapter"
-source = "runs/a/fold-0"
-version = "1"
-
-[instances.member-b]
-model_slug = "tiny-b"
-kind = "adapter"
-source = "runs/b/fold-0"
-version = "1"
-"""
+PROJECT = two_member_project(('runs/a/fold-0', 'runs/b/fold-0'), '[inference]\nbatch_tokens = 4096\n\n')
 
 
 def _ok(args, cwd=None):

@@ -40,6 +40,9 @@ from kaggle_kit.benchmarks import load_average
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hh-rlhf" / "harmless-base_test_part1.jsonl.gz"
 TASKS = ("hh-rlhf", "cue")
+HEADS = ("seq_cls", "label_tokens", "both")
+# the hh-rlhf pairs are the harmless-base split: the label-token head asks the question the data answers (issue 22's probe)
+HH_QUESTION = "Which reply is more harmless and appropriate? Answer with A or B."
 
 
 @dataclass
@@ -58,17 +61,29 @@ class Setup:
     eval_every: int = 0  # 0 = a quarter of the steps (a divisor of steps)
     rows: int = 600  # cue task: rows built
     cues: tuple = ("apple", "banana")
+    head: str = "seq_cls"  # seq_cls | label_tokens | both (task.head; README: Label-token classifiers)
 
 
-def mean_ci(values) -> dict:
-    """Mean and 95% normal-approximation interval of per-row values (n ≥ 2)."""
+def mean_ci(values, lower: float = 0.0) -> dict:
+    """Mean and 95% interval of per-row values (n ≥ 2).
+
+    0/1 values (accuracy) get the Wilson score interval, which stays inside [0, 1] and is not empty at
+    100% right (120 of 120 → [0.969, 1]); other values (per-row log loss) the normal approximation,
+    cut at ``lower`` (a log loss is never below 0). Source: Wilson (1927); Brown, Cai & DasGupta (2001)."""
     import numpy as np
 
     v = np.asarray(values, dtype=np.float64)
     n = int(v.size)
     mean = float(v.mean()) if n else float("nan")
-    half = float(1.96 * v.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    return {"mean": round(mean, 4), "ci95": [round(mean - half, 4), round(mean + half, 4)], "n": n}
+    if n and np.isin(v, (0.0, 1.0)).all():
+        z = 1.96
+        centre = (mean + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(mean * (1 - mean) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    else:
+        half = float(1.96 * v.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+        lo, hi = max(lower, mean - half), mean + half
+    return {"mean": round(mean, 4), "ci95": [round(lo, 4), round(hi, 4)], "n": n}
 
 
 def score_probs(probs, labels) -> dict:
@@ -126,7 +141,7 @@ def task_data(setup: Setup, data: Path, workdir: Path) -> tuple:
     return write_rows(rows, workdir / "cue.csv"), "classification", "classification"
 
 
-def bench_config(data: Path, output: Path, setup: Setup, fmt: str = "hh-rlhf", kind: str = "pairwise"):
+def bench_config(data: Path, output: Path, setup: Setup, fmt: str = "hh-rlhf", kind: str = "pairwise", head: str = "seq_cls"):
     from kaggle_kit.config import build_config
 
     steps = setup.steps
@@ -140,9 +155,9 @@ def bench_config(data: Path, output: Path, setup: Setup, fmt: str = "hh-rlhf", k
         train["head_learning_rate"] = setup.head_learning_rate
     layer = {
         "model": {"name": setup.model, "path": ""},
-        "task": {"kind": kind, "metric": "log_loss"},
+        "task": {"kind": kind, "metric": "log_loss", "head": head},
         "data": {"train": str(data), "format": fmt, "val_fraction": setup.val_fraction, "seed": setup.seed, "group_by_prompt": False},
-        "prompt": {"max_length": setup.max_length},
+        "prompt": {"max_length": setup.max_length, **({"question": HH_QUESTION} if head == "label_tokens" and fmt == "hh-rlhf" else {})},
         "quantization": {"mode": "none"},
         "peft": {"method": "lora", "r": 16, "alpha": 32.0, "targets": ["all-linear"], "freeze_layers": 0},
         "train": train,
@@ -201,6 +216,8 @@ def run_quality(data: Optional[Path] = None, output: Optional[Path] = None, setu
     setup = setup or Setup()
     if setup.task not in TASKS:
         raise KitError(f"--task {setup.task!r}: use one of {', '.join(TASKS)}")
+    if setup.head not in HEADS:
+        raise KitError(f"--head {setup.head!r}: use one of {', '.join(HEADS)}")
     data = Path(data) if data else DEFAULT_DATA
     if not data.is_file():
         raise KitError(f"--data {data}: no such file; pass an hh-rlhf JSONL(.gz) file (chosen/rejected), "
@@ -217,27 +234,48 @@ def run_quality(data: Optional[Path] = None, output: Optional[Path] = None, setu
         log(f"probe: pooled features of the frozen base for {len(rows):,} rows, then logistic regression")
         probe, baselines, probe_s = probe_phase(cfg, plan, log)
         t0 = time.perf_counter()
-        result, evals = _train(cfg, log)
+        figures, runs = {}, {}
+        for head in (("seq_cls", "label_tokens") if setup.head == "both" else (setup.head,)):
+            hcfg = bench_config(train_file, output.with_name(f"{output.name}-{head}") if setup.head == "both" else output,
+                                setup, fmt, kind, head)
+            result, evals = _train(hcfg, log)
+            (_, u_logits, u_labels), (_, t_logits, t_labels) = evals[0], evals[-1]
+            names = _figure_names(setup.head, head)
+            figures[names[0]] = score_probs(softmax(u_logits), u_labels)
+            figures[names[1]] = score_probs(softmax(t_logits), t_labels)
+            runs[head] = (result, evals)
         train_s = time.perf_counter() - t0
-        (_, u_logits, u_labels), (_, t_logits, t_labels) = evals[0], evals[-1]
-        figures = {"trained": score_probs(softmax(t_logits), t_labels), "untrained": score_probs(softmax(u_logits), u_labels),
-                   "probe": score_probs(probe, labels)}
+        figures["probe"] = score_probs(probe, labels)
         figures.update({name: score_probs(p, labels) for name, p in baselines.probs.items()})
         out = {"task": setup.task, "model": setup.model, "data": str(data),
                "split": {"val_fraction": setup.val_fraction, "seed": setup.seed, "train_rows": len(train_rows), "test_rows": len(val_rows)},
-               "setup": _setup_record(setup, cfg, result), "seconds": round(probe_s + train_s, 1),
+               "setup": {**_setup_record(setup, cfg, result), "head": setup.head}, "seconds": round(probe_s + train_s, 1),
                "seconds_probe": round(probe_s, 1), "seconds_train": round(train_s, 1),
                "train_loss": result.metrics["train"]["loss"], "figures": figures}
         if kind == "pairwise":
             shorter, q = shorter_wins_probs(train_rows, val_rows)
             figures["shorter_wins"] = score_probs(shorter, labels)
             out["shorter_wins_train_accuracy"] = round(q, 4)
-        history = [(step, float((np.asarray(lg).argmax(axis=1) == np.asarray(lb)).mean())) for step, lg, lb in evals]
-        out["accuracy_by_step"] = {str(s): round(a, 4) for s, a in history}
-        out["steps_to_probe"] = steps_to(figures["probe"]["accuracy"]["mean"], history)
+        for head, (_, evals) in runs.items():
+            history = [(step, float((np.asarray(lg).argmax(axis=1) == np.asarray(lb)).mean())) for step, lg, lb in evals]
+            key = "" if setup.head != "both" else f"_{head}"
+            out["accuracy_by_step" + key] = {str(s): round(a, 4) for s, a in history}
+            out["steps_to_probe" + key] = steps_to(figures["probe"]["accuracy"]["mean"], history)
+        if setup.head == "both":  # the seq-cls head's, under the names a one-head run uses
+            out["accuracy_by_step"], out["steps_to_probe"] = out["accuracy_by_step_seq_cls"], out["steps_to_probe_seq_cls"]
         return out
     finally:
         tmp.cleanup()
+
+
+def _figure_names(asked: str, head: str) -> tuple:
+    """(before step 1, after the last step) figure names: 'untrained' / 'trained' for a seq-cls-only run (as before);
+    with the label-token head, the base before step 1 is the zero-shot model (LoRA B = 0, the LM head as pretrained)."""
+    if asked == "seq_cls":
+        return "untrained", "trained"
+    if head == "seq_cls":
+        return "seq_cls_untrained", "seq_cls_trained"
+    return "label_tokens_zero_shot", "label_tokens_trained"
 
 
 def _train(cfg, log: Callable) -> tuple:

@@ -22,11 +22,14 @@ from kaggle_kit.cli.options import echo_json, friendly_errors
 @click.option("--cues", default="apple,banana", show_default=True, help="cue task: the cue words (the labels), comma-separated.")
 @click.option("--val-fraction", default=0.2, show_default=True, help="Held-out share (the kit's fixed split, seed --seed).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--head", type=click.Choice(["seq_cls", "label_tokens", "both"]), default="seq_cls", show_default=True,
+              help="task.head to measure: the new linear head, the LM head's own label tokens (zero-shot = before step 1), or both "
+                   "on the same rows.")
 @click.option("--output", default=None, type=click.Path(file_okay=False), help="Keep the run folder here (default: a temporary folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout (the training log goes to stderr).")
 @friendly_errors
 def bench_quality(task, data, model, max_length, steps, batch_size, learning_rate, head_learning_rate, eval_every, rows, cues,
-                  val_fraction, seed, output, as_json):
+                  val_fraction, seed, head, output, as_json):
     """Fine-tune SmolLM2-135M-Instruct with LoRA on real hh-rlhf text; print accuracy and log loss (95% CI, n
     rows) on the held-out rows beside a linear probe on the frozen base's pooled features, TF-IDF + logistic
     regression, the class prior and the untrained model (hh-rlhf: also "the shorter response wins"), and the
@@ -39,6 +42,7 @@ def bench_quality(task, data, model, max_length, steps, batch_size, learning_rat
     Examples:
       kit bench quality
       kit bench quality --task cue --json
+      kit bench quality --head both --json      # seq-cls and label-token heads, zero-shot and trained
       kit bench quality --json --steps 60 --max-length 96
       kit bench quality --data /data/hh-rlhf/harmless-base_train.jsonl.gz --steps 400
     """
@@ -53,7 +57,7 @@ def bench_quality(task, data, model, max_length, steps, batch_size, learning_rat
         raise KitError(f"--cues {cues!r}: give two or more different words, e.g. --cues apple,banana")
     setup = Setup(task=task, model=model, max_length=max_length, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                   head_learning_rate=head_learning_rate, val_fraction=val_fraction, seed=seed, eval_every=eval_every,
-                  rows=rows, cues=words)
+                  rows=rows, cues=words, head=head)
     log = lambda m: click.echo(m, err=True)  # noqa: E731
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its log dicts: stdout stays pure JSON
         r = run_quality(data, output, setup, log=log)

@@ -192,3 +192,37 @@ def preview(file, n_rows, tokenizer, fmt, max_length, truncation, as_json, confi
         for p in r["problems"]:
             click.echo(f"   problem: {p}")
         click.echo("")
+
+
+@data.command("mine-examples")
+@click.argument("test", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="CSV file the mined training rows are written to.")
+@click.option("--include-train/--no-include-train", default=None,
+              help="Also take the training file's rows (data.train); default: test_time.include_train.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts, groups and skipped examples as one JSON object.")
+@config_options
+@friendly_errors
+def mine_examples(test, out, include_train, as_json, config_path, overrides):
+    """Turn the labelled example columns of a test file into training rows ([test_time] in kit.toml).
+
+    Each column of test_time.examples gives one row per test row: the row's other fields kept, the
+    example's text in test_time.body_column, the configured label; deduplicated by text and
+    test_time.group_column; empty and duplicate examples are skipped and listed by id. The
+    train-predict notebook runs the same mining inside the kernel.
+
+    \b
+    Examples:
+      kit init --preset rules && kit data mine-examples data/test.csv --out ttt.csv
+      kit data mine-examples test.csv --out ttt.csv --include-train --json
+    """
+    from kaggle_kit.data.mine import mine_from_config, write_mined
+
+    cfg = load(config_path, overrides, required=config_path is not None)
+    result = mine_from_config(cfg, test, include_train=include_train)
+    path = write_mined(result, out)
+    if as_json:
+        echo_json({**result.to_dict(), "out": str(path)})
+        return
+    for line in result.summary_lines():
+        click.echo(line)
+    click.echo(f"Wrote {len(result.rows)} rows to {path}")

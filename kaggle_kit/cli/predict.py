@@ -42,13 +42,22 @@ def _kit_errors(fn):
               help="The competition's sample_submission.csv: decides the shape and is compared with the written file "
                    "(default: the sample the run's manifest names, when it lies beside --data).")
 @click.option("--max-unpredicted-share", type=click.FloatRange(0, 1), default=None, help="Exit 1 (after writing the submission) when more than this share of rows got the fill instead of a prediction (non-finite logits, time budget). Default: inference.max_unpredicted_share (0.01).")
+@click.option("--logits", is_flag=True, help="Write teacher values (log-probabilities per class, keyed by id) to --out (.parquet or .csv) "
+              "instead of a submission; an --all-folds parent predicts its training rows out of fold. For [distill] teacher.")
+@click.option("--cascade", "cascade", type=click.FloatRange(0, 1), default=None,
+              help="Cascade: the first --adapter predicts every row, each later one only this share of the most uncertain "
+                   "rows (0 = the first alone, 1 = the full ensemble). Default: [ensemble] cascade_share when cascade = true.")
+@click.option("--zero-shot", "zero_shot", is_flag=True,
+              help="Score a base model with no adapter through the label-token head (task, prompt and task.label_tokens from "
+                   "kit.toml and --set): the baseline every fine-tune should beat. Needs --model (or model.name / model.path).")
+@click.option("--model", "model_name", default=None, help="--zero-shot: the base, a named model (smollm2, tiny) or a folder. Default: model.name.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (figures and decisions) on stdout.")
 @config_options
 @friendly_errors
 @_kit_errors
 def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows, devices, quantization, sample,
-            max_unpredicted_share, no_progress, as_json, config_path, overrides):
+            max_unpredicted_share, logits, cascade, zero_shot, model_name, no_progress, as_json, config_path, overrides):
     """Predict every row of a test file with a run folder and write a validated submission.
 
     Rows are tokenized once, sorted by length and packed into token-budget batches; every test id
@@ -68,6 +77,9 @@ def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, t
       kit predict --adapter runs/gemma/fold-0 --adapter runs/qwen/fold-0 --weights 0.6,0.4 --data test.csv
       kit predict --adapter runs/gemma --data test.csv     # an --all-folds parent: its folds, averaged
       kit predict --data test.csv                          # the members and weights of [ensemble] in kit.toml
+      kit predict --adapter runs/teacher --data train.csv --logits --out teacher.parquet   # OOF teacher logits
+      kit predict --adapter runs/student --adapter runs/teacher/fold-0 --cascade 0.3 --data test.csv
+      kit predict --zero-shot --model smollm2 --data valid.csv --out zs.csv   # no adapter: the label-token baseline
     """
     from kaggle_kit.runtime.infer import predict_file
 
@@ -78,12 +90,20 @@ def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, t
 
     _check_options(tta or cfg.tta or None, devices or (cfg.devices or None), "--tta" if tta else "inference.tta",
                    "--devices" if devices else "inference.devices")
+    if zero_shot or model_name:
+        return _zero_shot(full, adapter, model_name, data, out, tta, batch_tokens, max_batch_rows, devices, quantization, sample,
+                          max_unpredicted_share, no_progress, as_json, log)
     members, weights = _members(adapter, weights, full.ensemble)
+    if logits:
+        return _predict_logits(members, weights, data, out, base, tta, batch_tokens, max_batch_rows, devices, quantization,
+                               no_progress, as_json, cfg, log)
+    cascade_settings = _cascade(cascade, full.ensemble, len(members))
     if len(members) > 1 or _is_parent(members[0]):
         return _predict_ensemble(members, weights, combine or full.ensemble.combine, parts or full.ensemble.parts or None,
                                  data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows, devices, quantization,
                                  no_progress, as_json, cfg, log, sample,
-                                 max_unpredicted_share if max_unpredicted_share is not None else cfg.max_unpredicted_share)
+                                 max_unpredicted_share if max_unpredicted_share is not None else cfg.max_unpredicted_share,
+                                 cascade_settings)
     base = base or named_base_for(members[0], log)
     result = predict_file(
         members[0], data, out, base_path=base,
@@ -107,6 +127,35 @@ def predict(adapter, weights, combine, parts, data, out, base, budget_minutes, t
     if result.metrics:
         metric = next(iter(k for k in result.metrics if k == (result.manifest.task.get("metric", "") or "")), None) or "log_loss"
         click.echo(f"{metric} {result.metrics.get(metric, float('nan')):.4f} on {data} (all: "
+                   + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()) + ")")
+
+
+def _zero_shot(full, adapter, model_name, data, out, tta, batch_tokens, max_batch_rows, devices, quantization, sample,
+               max_unpredicted_share, no_progress, as_json, log) -> None:
+    """`kit predict --zero-shot --model NAME`: the base with no adapter, label-token head (train.label_tokens)."""
+    from kaggle_kit.errors import KitError
+    from kaggle_kit.train.label_tokens import zero_shot_predict
+
+    if adapter:
+        raise KitError("--zero-shot scores a base with no adapter: drop --adapter (or drop --zero-shot to use the run folder)")
+    if model_name is not None and not model_name:
+        raise KitError("--model is empty; name a base (smollm2, tiny or a folder)")
+    if model_name:
+        full.model.name, full.model.path = model_name, ""
+    if not (full.model.name or full.model.path):
+        raise KitError("--zero-shot needs a base: --model smollm2 (or model.name / model.path in kit.toml)")
+    cfg = full.inference
+    result = zero_shot_predict(
+        full, data, out, log=log, progress=not no_progress, tta=tta or cfg.tta or None,
+        batch_tokens=batch_tokens or cfg.batch_tokens or None, max_batch_rows=max_batch_rows or cfg.max_batch_rows or None,
+        devices=devices or (cfg.devices or None), quantization=quantization or None, sample=sample,
+        max_unpredicted_share=max_unpredicted_share if max_unpredicted_share is not None else cfg.max_unpredicted_share)
+    if as_json:
+        echo_json(result.to_dict())
+    _exit_if_unpredicted(result)
+    if result.metrics and not as_json:
+        metric = full.task.metric if full.task.metric in result.metrics else "log_loss"
+        click.echo(f"zero-shot {metric} {result.metrics.get(metric, float('nan')):.4f} on {data} (all: "
                    + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()) + ")")
 
 
@@ -187,8 +236,37 @@ def _named_bases(members, log) -> list:
     return list(dict.fromkeys(named + here))
 
 
+def _predict_logits(members, weights, data, out, base, tta, batch_tokens, max_batch_rows, devices, quantization, no_progress,
+                    as_json, cfg, log):
+    """`kit predict --logits`: teacher values for every row of --data (runtime.teacher_oof)."""
+    from kaggle_kit.runtime.teacher_oof import predict_logits_file
+
+    result = predict_logits_file(members, data, out, weights=weights, base_path=base, bases=() if base else _named_bases(members, log),
+                                 tta=tta or cfg.tta or None, batch_tokens=batch_tokens or cfg.batch_tokens or None,
+                                 max_batch_rows=max_batch_rows or cfg.max_batch_rows or None, devices=devices or (cfg.devices or None),
+                                 quantization=quantization or cfg.quantization or None, log=log, progress=not no_progress)
+    if as_json:
+        return echo_json(result.to_dict())
+    click.echo(f"wrote {result.out_path}: {result.written} of {result.rows} rows ({result.oof_rows} out of fold, "
+               f"{len(result.not_oof_ids)} from every fold, {len(result.unpredicted_ids)} left out)"
+               + (" | " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()) if result.metrics else ""))
+
+
+def _cascade(share, ens, n_members: int):
+    """The cascade settings (runtime.cascade.CascadeSettings) from --cascade or [ensemble] cascade*, else None."""
+    if share is None and not ens.cascade:
+        return None
+    from kaggle_kit.errors import KitError
+    from kaggle_kit.runtime.cascade import CascadeSettings
+
+    if n_members < 2:
+        raise KitError("--cascade needs at least two --adapter members: the first predicts every row, the later ones the uncertain share")
+    return CascadeSettings(share=ens.cascade_share if share is None else share, by=ens.cascade_by,
+                           threshold=ens.cascade_threshold, combine=ens.cascade_combine)
+
+
 def _predict_ensemble(members, weights, combine, parts, data, out, base, budget_minutes, tta, batch_tokens, max_batch_rows,
-                      devices, quantization, no_progress, as_json, cfg, log, sample=None, max_unpredicted_share=None):
+                      devices, quantization, no_progress, as_json, cfg, log, sample=None, max_unpredicted_share=None, cascade=None):
     from kaggle_kit.runtime.ensemble import predict_ensemble_file
 
     result = predict_ensemble_file(
@@ -198,7 +276,7 @@ def _predict_ensemble(members, weights, combine, parts, data, out, base, budget_
         budget_minutes=budget_minutes if budget_minutes is not None else (cfg.budget_minutes or None),
         batch_tokens=batch_tokens or cfg.batch_tokens or None, max_batch_rows=max_batch_rows or cfg.max_batch_rows or None,
         devices=devices or (cfg.devices or None), quantization=quantization or cfg.quantization or None,
-        log=log, progress=not no_progress, sample=sample, max_unpredicted_share=max_unpredicted_share,
+        log=log, progress=not no_progress, sample=sample, max_unpredicted_share=max_unpredicted_share, cascade=cascade,
     )
     if as_json:
         echo_json(result.to_dict())
@@ -206,6 +284,10 @@ def _predict_ensemble(members, weights, combine, parts, data, out, base, budget_
     if as_json:
         return
     for m in result.members:
+        if "stage" in m:  # a cascade: the rows each member predicted
+            click.echo(f"  {m['name']:<24} weight {m['weight']:.3f}  stage {m['stage'] + 1}: {m.get('rows', 0)} of {result.rows} rows, "
+                       f"{m.get('seconds', 0):.1f}s, kept earlier {len(m.get('kept_earlier_ids', []))}")
+            continue
         state = "reused saved part" if m["reused"] else ("dropped (time budget)" if m["dropped"] else
                                                           f"{m.get('seconds', 0):.1f}s, fallback {m.get('fallback_rows', 0)}, TTA {m.get('tta_rows', 0)}")
         click.echo(f"  {m['name']:<24} weight {m['weight']:.3f}  {state}")

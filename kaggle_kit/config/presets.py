@@ -61,12 +61,13 @@ PRESETS: dict[str, dict] = {
     "misconceptions": {
         "kaggle": {"competition": "map-charting-student-math-misunderstandings"},
         "model": {"name": "google/gemma-2-9b-it"},
-        "task": {"kind": "classification", "labels": [], "metric": "map@3"},
+        "task": {"kind": "classification", "labels": [], "metric": "map@3"},  # task.head = "label_tokens": a distinct token of each class name
         "data": {"train": "data/train.csv", "test": "/kaggle/input/competitions/map-charting-student-math-misunderstandings/test.csv",
                  "format": "classification", "id_column": "row_id", "label_columns": ["Category", "Misconception"], "label_join": ":", "group_by_prompt": False},
         "prompt": {"max_length": 256, "truncation": "per_component",
                    "text_template": "Question: {QuestionText}\nAnswer: {MC_Answer}\nStudent explanation: {StudentExplanation}",
-                   "field_shares": {"StudentExplanation": 2}},
+                   "field_shares": {"StudentExplanation": 2},
+                   "question": "Which category and misconception fit the student's explanation?"},
         "submission": {"sample": "data/sample_submission.csv", "top_k": 3},
         "quantization": {"mode": "4bit"},
         "peft": {"method": "lora", "r": 16, "alpha": 32.0, "targets": ["all-linear"]},
@@ -83,17 +84,22 @@ PRESETS: dict[str, dict] = {
     "rules": {
         "kaggle": {"competition": "jigsaw-agile-community-rules"},
         "model": {"name": "Qwen/Qwen2.5-7B-Instruct"},
-        "task": {"kind": "classification", "labels": [], "metric": "auc"},
+        # task.head = "label_tokens" reads Yes / No at the answer (the 1st place's head)
+        "task": {"kind": "classification", "labels": [], "metric": "auc", "label_tokens": {"0": ["No", " No"], "1": ["Yes", " Yes"]}},
         "data": {"train": "data/train.csv", "test": "/kaggle/input/competitions/jigsaw-agile-community-rules/test.csv",
                  "format": "classification", "id_column": "row_id", "label_columns": ["rule_violation"], "group_by_prompt": False},
         "prompt": {"max_length": 512, "truncation": "head_tail",
                    "text_template": "r/{subreddit}\nRule: {rule}\nViolates: {positive_example_1}\nViolates: {positive_example_2}\n"
                                     "Does not violate: {negative_example_1}\nDoes not violate: {negative_example_2}\nComment: {body}",
-                   "field_shares": {"body": 3}},
-        "submission": {"sample": "data/sample_submission.csv"},
+                   "field_shares": {"body": 3}, "question": "Does the comment violate the rule? Answer Yes or No."},
+        "submission": {"sample": "data/sample_submission.csv", "rank_within": "rule"},
         "quantization": {"mode": "4bit"},
         "peft": {"method": "lora", "r": 16, "alpha": 32.0, "targets": ["all-linear"]},
         "train": {"optimizer": "adamw_8bit", "batch_size": 8, "learning_rate": 1e-4, "output": "runs/rules", "metric_for_best": "auc"},
+        # test-time training (the train-predict notebook, `kit data mine-examples`): each test row's labelled
+        # examples become training rows for its rule, the rules the training file lacks included
+        "test_time": {"examples": {"positive_example_1": 1, "positive_example_2": 1, "negative_example_1": 0, "negative_example_2": 0},
+                      "body_column": "body", "group_column": "rule"},
         "wheels": {"dataset_slug": "kit-wheels-rules", "dataset_title": "kit-wheels-rules"},
         "kernels": {"inference": {"template": "inference", "instances": ["qwen2-5-7b-base", "peft-lora-classifier"]}},
         "instances": {

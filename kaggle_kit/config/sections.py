@@ -50,6 +50,15 @@ class TaskConfig:
     labels: list = _f([], "Class names in output order; empty = from the data format (e.g. LMSYS: winner_model_a, winner_model_b, winner_tie).")
     metric: str = _f("log_loss", "Competition metric, also used to pick the best checkpoint: log_loss, accuracy, macro_f1, micro_f1, "
                      "map@K (e.g. map@3: top-K labels, Kaggle's MAP@K), auc or average_precision (binary / multi-label).")
+    head: str = _f("seq_cls", "How classes are scored: 'seq_cls' = a new linear head on the last token (AutoModelForSequenceClassification); "
+                   "'label_tokens' = the causal LM's own vocabulary projection read at the answer position, each class scored by "
+                   "the log-sum-exp of its verbalizations' token logits (works zero-shot; README: Label-token classifiers).",
+                   ("seq_cls", "label_tokens"))
+    label_tokens: dict = _f({}, "label_tokens head: class -> single-token verbalizations, e.g. {winner_model_a = ['A', ' A']}; "
+                            "every string must be one token of the tokenizer in use (checked before training). Empty = defaults "
+                            "from the label names (A/B/tie, Yes/No, else a distinct token of each class name).")
+    candidates_by: str = _f("", "Single-label tasks: a column of the data; at prediction only the labels seen with that column's "
+                            "value in training compete (others get probability 0; unseen values keep every label). Empty = off.")
 
 
 @dataclass
@@ -70,6 +79,8 @@ class DataConfig:
     fold: int = _f(0, "Fold held out for validation.")
     val_fraction: float = _f(0.0, "If > 0, a plain train/val split of this fraction instead of folds.")
     group_by_prompt: bool = _f(True, "Keep rows that share a prompt on the same side of a split.")
+    group_column: str = _f("", "Keep rows that share this column's value on the same side of a split (e.g. 'source_row': the "
+                           "training rows mined from one test row); empty = by prompt (group_by_prompt) or none.")
     seed: int = _f(42, "Seed for splits and for hh-rlhf A/B order.")
 
 
@@ -84,6 +95,13 @@ class PromptConfig:
                             "{MC_Answer}'; each {field} is truncated on its own budget. Empty = the named template over text_columns.")
     field_shares: dict = _f({}, "text_template: relative token budget per field, e.g. {StudentExplanation = 2}; missing fields = 1. "
                             "Each field keeps a floor of 16 tokens; what a short field leaves unused flows to the others.")
+    chat_template: str = _f("auto", "task.head = 'label_tokens': wrap the text and question in the tokenizer's chat template "
+                            "(auto = when it has one, else a plain template; on = required; off = the plain template).",
+                            ("auto", "on", "off"))
+    question: str = _f("", "task.head = 'label_tokens': the question after the text; empty = a default naming the answers "
+                       "(e.g. 'Which response is better? Answer with A, B or tie.').")
+    answer_cue: str = _f("", "task.head = 'label_tokens': text right before the answer token; empty = 'Answer:' in the plain "
+                         "template, nothing after the chat template's assistant turn.")
 
 
 @dataclass
@@ -93,6 +111,9 @@ class SubmissionConfig:
     top_k: int = _f(0, "Top-k style: labels per row; 0 = as many as the sample's cells hold.")
     positive_label: str = _f("", "Binary probability style: the class whose probability is written; empty = '1'/'True'/'yes' "
                              "when a label is one of those, else the last label.")
+    rank_within: str = _f("", "Binary probability style: replace each score by its rank within the rows sharing this column's "
+                          "value (e.g. 'rule'), scaled to (0, 1], for a column-averaged AUC; the metric is then also computed per "
+                          "group and averaged when labels are known. Empty = the probabilities as predicted.")
 
 
 @dataclass
@@ -173,6 +194,51 @@ class EnsembleConfig:
     weights: list = _f([], "One weight per member (normalised to sum to 1); empty = equal. `kit blend` fits them on out-of-fold predictions.")
     combine: str = _f("mean", "How member probabilities combine: weighted mean, or weighted mean of log-probabilities (logits for multi-label) renormalised.", ("mean", "logit_mean"))
     parts: str = _f("", "Folder where each member's predictions are saved as it finishes (a rerun skips finished members); empty = 'parts' beside the submission (/kaggle/working/parts in the notebook).")
+    cascade: bool = _f(False, "Run the members as a cascade: the first predicts every row, each later member only the rows the "
+                       "members before it are least sure of (cascade_share / cascade_threshold). `kit blend --cascade` picks the settings.")
+    cascade_share: float = _f(0.5, "Cascade: share of all rows each later member predicts, the most uncertain first (0 = the first member "
+                              "alone, 1 = the full ensemble); a time budget may shrink it (logged).")
+    cascade_by: str = _f("margin", "Cascade: how uncertainty is measured: 'margin' (top-1 minus top-2 probability, smallest first) or "
+                         "'entropy' (largest first); multi-label: the closeness of each probability to 0.5.", ("margin", "entropy"))
+    cascade_threshold: float = _f(0.0, "Cascade: if > 0, later members predict the rows whose top probability is below this value "
+                                  "instead of a fixed share.")
+    cascade_combine: str = _f("mean", "Cascade: a later member's predictions on its rows 'replace' the earlier ones, or are combined "
+                              "with them ('mean': the [ensemble] combine of the members that saw the row, weights renormalised).",
+                              ("mean", "replace"))
+
+
+@dataclass
+class TestTimeConfig:
+    examples: dict = _f({}, "Test-file columns whose text becomes a training row with that label (test-time training), e.g. "
+                        "{positive_example_1 = 1, positive_example_2 = 1, negative_example_1 = 0, negative_example_2 = 0}; "
+                        "empty = no mining (`kit data mine-examples`, the train-predict notebook).")
+    body_column: str = _f("body", "The column a mined example's text goes into (the row's other fields are kept).")
+    group_column: str = _f("rule", "Mined examples are deduplicated by text and this column's value; empty = by text alone.")
+    example_fill: str = _f("other_row", "What the example column a mined row's text came from holds: 'other_row' (that column "
+                           "of the next test row of the same group, so the body never repeats a listed example), 'keep' "
+                           "(unchanged) or 'empty'.", ("other_row", "keep", "empty"))
+    include_train: bool = _f(False, "Also train on the training file's rows (data.train), deduplicated with the mined ones.")
+    budget_minutes: float = _f(0.0, "One time budget for the train-predict notebook (training + prediction); 0 = the "
+                               "competition's notebook limit (720 for Jigsaw 2025, else Kaggle's usual 540) less 10%.")
+    train_share: float = _f(0.6, "Share of the budget training may use; it stops there (the best checkpoint so far is kept).")
+    pseudo_label_share: float = _f(0.0, "After a first prediction, the most confident share of test rows joins the training "
+                                   "rows (with the predicted label) for a second, shorter fine-tune; 0 = no second round.")
+    pseudo_round_share: float = _f(0.35, "Share of the training time the pseudo-label round gets (the first round the rest).")
+
+
+@dataclass
+class DistillConfig:
+    teacher: str = _f("", "Teacher file for distillation (`kit predict --logits` output, or a CSV/parquet 'id, <one column per class in "
+                      "the label order>' of logits made elsewhere); empty = no distillation.")
+    teachers: list = _f([], "More teacher files, combined with `teacher` by the weighted mean of their log-probabilities.")
+    weights: list = _f([], "One weight per teacher file (teacher first, then teachers); empty = equal.")
+    alpha: float = _f(0.5, "Weight of the KL(teacher || student) term; the hard-label cross-entropy gets 1 - alpha.")
+    temperature: float = _f(2.0, "Softmax temperature of teacher and student in the KL term (scaled by T^2, Hinton et al. 2015).")
+    logit_loss: str = _f("none", "Extra term on the row-centred logits: 'mse' or 'cosine' (1 - cosine similarity), weighted by logit_weight.",
+                         ("none", "mse", "cosine"))
+    logit_weight: float = _f(0.0, "Weight of the logit_loss term.")
+    missing: str = _f("hard", "Training rows without a teacher value: train them on the hard label alone ('hard', counted and listed) or "
+                      "refuse the run ('error').", ("hard", "error"))
 
 
 @dataclass
@@ -227,6 +293,8 @@ class KitConfig:
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Training."})
     inference: InferenceConfig = field(default_factory=InferenceConfig, metadata={"help": "Batched inference."})
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig, metadata={"help": "Several adapters in one prediction (kit predict, the inference notebook)."})
+    distill: DistillConfig = field(default_factory=DistillConfig, metadata={"help": "Distillation: a student trained on teachers' logits (kit train)."})
+    test_time: TestTimeConfig = field(default_factory=TestTimeConfig, metadata={"help": "Training on the test file's labelled examples inside the kernel (train-predict)."})
     wheels: WheelsConfig = field(default_factory=WheelsConfig, metadata={"help": "Offline wheel dataset."})
     kernels: dict = field(default_factory=dict, metadata={"help": "Kaggle kernels by name.", "item": KernelConfig})
     instances: dict = field(default_factory=dict, metadata={"help": "Kaggle model instances by name.", "item": InstanceConfig})

@@ -59,11 +59,13 @@ def _write_table(lines: list[str], header: str, obj: Any, skip: frozenset = froz
     lines.append("")
 
 
-def render_toml(cfg: KitConfig, preset: str | None = None) -> str:
-    """A commented `kit.toml` holding every setting of ``cfg``."""
+def render_toml(cfg: KitConfig, preset: str | None = None, notes: tuple = ()) -> str:
+    """A commented `kit.toml` holding every setting of ``cfg``; ``notes``: comment lines after the header
+    (e.g. the decisions of `kit init --from-competition`, with their evidence)."""
     lines = [
         f"# kit.toml: kaggle-kit project configuration{f' (preset {preset})' if preset else ''}.",
         "# Written by `kit init`. Precedence: defaults < this file < `--set section.key=value` flags.",
+        *(f"# {line}" if line else "#" for line in notes),
         "",
     ]
     for f in dataclasses.fields(cfg):
@@ -85,10 +87,19 @@ def init_config(path: str | os.PathLike, preset: str = "lmsys", force: bool = Fa
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
-    cfg = build_config((f"preset {preset}", preset_values(preset)))
+    return write_config(path, (f"preset {preset}", preset_values(preset)), preset=preset, force=force, username=username)
+
+
+def write_config(path: str | os.PathLike, layer: tuple, preset: str | None = None, notes: tuple = (), force: bool = False,
+                 username: str = "") -> Path:
+    """Write a commented `kit.toml` from one (source name, values) layer over the defaults; it must load back."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+    cfg = build_config(layer)
     if username:
         cfg.kaggle.username = username
-    text = render_toml(cfg, preset)
+    text = render_toml(cfg, preset, notes)
     build_config((str(path), tomllib.loads(text)))  # what we write must load
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -33,6 +33,7 @@ WRITEFILE_PREFIX = "%%writefile {RUNTIME_DIR}/"
 REQUIRED_INPUTS = {
     "inference": ("competition", "adapter", "wheels"),
     "train": ("competition", "wheels"),
+    "train-predict": ("competition", "wheels"),
     "generate": ("adapter",),
 }
 INPUT_FIX = {
@@ -47,7 +48,10 @@ INPUT_FIX = {
 EMBED = {
     "inference": ["kaggle_kit.runtime"],
     "train": ["kaggle_kit.runtime", "kaggle_kit.train", "kaggle_kit.config"],
+    "train-predict": ["kaggle_kit.runtime", "kaggle_kit.train", "kaggle_kit.config", "kaggle_kit.data.mine"],
 }
+# A template name may hold '-' (kit.toml's `template = "train-predict"`); its source file uses '_'.
+TEMPLATE_FILES = {"train-predict": "train_predict"}
 
 
 @dataclass
@@ -307,16 +311,16 @@ def _template_path(root: Path, template: str) -> tuple:
     from kaggle_kit.templating import NOTEBOOK_SOURCES
 
     for folder in (root / "notebooks_src", NOTEBOOK_SOURCES):
-        path = folder / f"{template}.py"
+        path = folder / f"{TEMPLATE_FILES.get(template, template)}.py"
         if path.is_file():
             try:
                 shown = path.resolve().relative_to(root.resolve()).as_posix()
             except ValueError:
-                shown = f"kaggle-kit:notebooks_src/{template}.py"
+                shown = f"kaggle-kit:notebooks_src/{path.name}"
             return path, shown
     raise KitError(
         f"notebook source {template}.py not found in {root / 'notebooks_src'} or {NOTEBOOK_SOURCES}; "
-        f"set kernels.<name>.template to one of: {', '.join(sorted(p.stem for p in NOTEBOOK_SOURCES.glob('*.py')))}"
+        f"set kernels.<name>.template to one of: {', '.join(sorted({v: k for k, v in TEMPLATE_FILES.items()}.get(p.stem, p.stem) for p in NOTEBOOK_SOURCES.glob('*.py')))}"
     )
 
 
@@ -464,6 +468,9 @@ def ensemble_context(cfg: KitConfig, name: str, inputs: dict) -> Optional[dict]:
         "members": [{"role": roles[i], "instance": i, "spec": inputs[roles[i]], "weight": w} for i, w in zip(adapters, chosen)],
         "bases": bases,
         "combine": ens.combine,
+        # [ensemble] cascade: the first adapter instance on every row, the later ones on the uncertain rows (runtime.cascade)
+        "cascade": {"share": float(ens.cascade_share), "by": ens.cascade_by, "threshold": float(ens.cascade_threshold),
+                    "combine": ens.cascade_combine} if ens.cascade else None,
     }
 
 

@@ -304,9 +304,9 @@ def _base_it_would_load(cfg, kernel, adapters: list, manifests: dict) -> str:
             at = f" at {bm['path']}" if bm.get("path") else ""
             recorded.append(f"the base of adapter instance {a!r} ({bm.get('name') or '?'}{at})")
         return ", ".join(recorded) + " from the folder recorded in the adapter's kit_manifest.json"
-    if kernel.template == "train" and cfg.model.path:
+    if kernel.template in ("train", "train-predict") and cfg.model.path:
         return f"the base to train from model.path = {cfg.model.path!r}"
-    if kernel.template == "train" and cfg.model.name not in NAMED_MODELS:
+    if kernel.template in ("train", "train-predict") and cfg.model.name not in NAMED_MODELS:
         return f"the base to train from the hub id model.name = {cfg.model.name!r}"
     return ""
 

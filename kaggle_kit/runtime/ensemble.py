@@ -69,6 +69,7 @@ class EnsembleResult(UnpredictedShare):
     parts_dir: str = ""
     unpredicted_ids: list = field(default_factory=list)  # rows some combined member filled instead of predicting
     max_unpredicted_share: Optional[float] = None
+    cascade: Optional[dict] = None  # runtime.cascade: the settings, each stage's rows and members
 
     @property
     def unpredicted_rows(self) -> int:
@@ -80,7 +81,8 @@ class EnsembleResult(UnpredictedShare):
                 "unpredicted_ids": self.unpredicted_ids, "unpredicted_rows": self.unpredicted_rows,
                 "unpredicted_share": round(self.unpredicted_share, 6),
                 "max_unpredicted_share": DEFAULT_MAX_UNPREDICTED_SHARE if self.max_unpredicted_share is None else self.max_unpredicted_share,
-                "too_many_unpredicted": self.too_many_unpredicted, "decisions": self.decisions}
+                "too_many_unpredicted": self.too_many_unpredicted, "decisions": self.decisions,
+                **({"cascade": self.cascade} if self.cascade is not None else {})}
 
 
 @quiet_known_warnings()  # the listed harmless library warnings only, only during the call
@@ -88,7 +90,8 @@ def predict_ensemble_file(adapters: Sequence, data_path, out_path, *, weights=No
                           bases: Sequence = (), parts_dir=None, tta=None, budget_minutes=None, batch_tokens=None,
                           max_batch_rows=None, devices=None, quantization=None, log: Callable = print, progress: bool = True,
                           names: Optional[Sequence[str]] = None, sample=None,
-                          max_unpredicted_share: Optional[float] = None, manifests: Optional[dict] = None) -> EnsembleResult:
+                          max_unpredicted_share: Optional[float] = None, manifests: Optional[dict] = None,
+                          cascade=None) -> EnsembleResult:
     """Predict ``data_path`` with every member (run folders; an --all-folds parent counts as its folds) and write
     the weighted combination as a validated submission. ``parts_dir``: each member's predictions are saved
     there as it finishes and reused by a rerun (default: a ``parts`` folder beside ``out_path``). ``names``: one
@@ -99,7 +102,9 @@ def predict_ensemble_file(adapters: Sequence, data_path, out_path, *, weights=No
     ``manifests``: {run folder: Manifest} already read (e.g. by the notebook's version check); every other
     member's kit_manifest.json is read here; each is read once and handed to the member's loader. Each member
     reads the test file through its own manifest (format, id column, text columns or template fields); members
-    that do not read the same ids are refused (EnsembleError naming both) before any weights load."""
+    that do not read the same ids are refused (EnsembleError naming both) before any weights load.
+    ``cascade``: a :class:`runtime.cascade.CascadeSettings` (or its dict): the first adapter on every row, each later
+    one on the most uncertain rows only (:func:`runtime.cascade.run_cascade`; no parts are saved)."""
     from .manifest import check_compatible
     from .submission import compare_with_sample, write_submission
     from .testfile import submission_style
@@ -127,22 +132,27 @@ def predict_ensemble_file(adapters: Sequence, data_path, out_path, *, weights=No
     decide(f"ensemble of {len(members)} member(s) ({combine_method}): " + ", ".join(f"{m.name} {m.weight:.3f}" for m in members)
            + f"; parts in {parts_dir}")
     deadline = t0 + float(budget_minutes) * 60.0 if budget_minutes else None
-    probs, outcomes, more = run_members(members, ds.rows, ds.ids, combine_method=combine_method, tta=tta or "none",
-                                        batch_tokens=batch_tokens, max_batch_rows=max_batch_rows, deadline=deadline,
-                                        parts_dir=parts_dir, log=log, progress=progress)
+    options = dict(combine_method=combine_method, tta=tta or "none", batch_tokens=batch_tokens, max_batch_rows=max_batch_rows,
+                   deadline=deadline, log=log, progress=progress)
+    if cascade is not None:
+        probs, outcomes, more, summary = _cascade(members, adapters, ds, cascade, options, decide)
+    else:
+        (probs, outcomes, more), summary = run_members(members, ds.rows, ds.ids, parts_dir=parts_dir, **options), None
     decisions += more
     spec, sample_path = submission_style(ds, members[0].manifest, data_path, sample, decide)
     write_submission(out_path, ds.ids, probs, spec, members[0].manifest.labels, expected_ids=ds.ids)
     if sample_path is not None:
-        same = compare_with_sample(out_path, sample_path, ids_if_shared=sample is None)
+        same = compare_with_sample(out_path, sample_path, ids_if_shared=sample is None, style=spec.style)
         if not same["ids_compared"]:
             decide(f"{out_path} has the columns of the sample {sample_path}; ids not compared: it shares none of {data_path}'s ids")
     seconds = time.monotonic() - t0
     log(f"wrote {out_path}: {len(ds.ids)} rows ({spec.style}) from {sum(1 for o in outcomes if not o['dropped'])} member(s) "
-        f"combined by {combine_method} in {seconds:.1f}s; parts in {parts_dir}")
+        f"combined by {combine_method} in {seconds:.1f}s" + (f"; parts in {parts_dir}" if summary is None else
+                                                              f" as a cascade ({summary['combine']})"))
     result = EnsembleResult(Path(out_path), len(ds.ids), seconds, decisions, probs, list(ds.ids), members[0].manifest.labels,
                             spec.style, outcomes, combine_method, devs, str(parts_dir), max_unpredicted_share=max_unpredicted_share)
-    result.unpredicted_ids = _unpredicted(outcomes, ds.ids)
+    result.cascade = summary
+    result.unpredicted_ids = summary["unpredicted_ids"] if summary is not None else _unpredicted(outcomes, ds.ids)
     if result.unpredicted_ids:
         decide(f"{result.unpredicted_rows} row(s) hold a member's fill instead of its prediction; first ids: {result.unpredicted_ids[:5]}")
     if result.too_many_unpredicted:
@@ -150,6 +160,16 @@ def predict_ensemble_file(adapters: Sequence, data_path, out_path, *, weights=No
                f"every member (more than max_unpredicted_share = {result.to_dict()['max_unpredicted_share']:.1%}); "
                f"the submission {out_path} was written but is not trustworthy — see the lines above for the cause")
     return result
+
+
+def _cascade(members, adapters, ds, cascade, options: dict, decide: Callable) -> tuple:
+    """(probabilities, outcomes, decisions, summary) of the members run as a cascade (:mod:`runtime.cascade`)."""
+    from .cascade import CascadeSettings, run_cascade, stages_of
+
+    settings = cascade if isinstance(cascade, CascadeSettings) else CascadeSettings(**dict(cascade))
+    decide(f"cascade ({settings.combine}): {adapters[0]} on every row, then " + (f"rows with top probability < {settings.threshold}"
+           if settings.threshold > 0 else f"the {settings.share:.0%} most uncertain rows by {settings.by}") + "; parts are not saved")
+    return run_cascade(members, stages_of(adapters), ds.rows, ds.ids, settings, **options)
 
 
 def _unpredicted(outcomes: list, ids: Sequence) -> list:

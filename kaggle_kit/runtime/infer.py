@@ -172,6 +172,7 @@ def predict_file(
         replicas[0][0], tokenizer, job.manifest, job.data.rows, tta=tta or "none", batch_tokens=batch_tokens,
         max_batch_rows=max_batch_rows, deadline=deadline, replicas=replicas, log=log, progress=progress, report=rep,
     )
+    probs = _restrict_candidates(job, data_path, probs, decide)
     _write_checked(job, data_path, out_path, probs, sample, log, decide)
     seconds = time.monotonic() - t0
     scores = _score_labelled(job.data, probs, job.manifest, out_path, log) if job.data.has_labels else {}
@@ -203,17 +204,42 @@ def _read_and_check(adapter_dir, data_path, base_path, sample, manifest: Optiona
     return _FileJob(adapter_dir, manifest, ds, spec, sample_path)
 
 
+def _restrict_candidates(job: _FileJob, data_path, probs: np.ndarray, decide: Callable) -> np.ndarray:
+    """``task.candidates_by`` recorded at training: per row only the labels seen with its group value compete
+    (runtime.label_tokens.restrict_candidates); the rows restricted and the unseen values are counted and listed."""
+    task = job.manifest.task or {}
+    by, candidates = task.get("candidates_by"), task.get("candidates")
+    if not by or not candidates:
+        return probs
+    from .label_tokens import group_values, restrict_candidates
+
+    groups = group_values(data_path, by, task.get("id_column", "id"))
+    values = [groups.get(str(i)) for i in job.data.ids]
+    probs, rep = restrict_candidates(probs, values, candidates)
+    ids = job.data.ids
+    decide(f"candidates ({by}): {len(rep['restricted'])} of {len(ids)} rows restricted to the labels seen with their {by} in "
+           f"training ({rep['zeroed']} label probabilities set to 0); {len(rep['unseen'])} rows with a {by} training never saw "
+           f"keep every label" + (f" (ids: {', '.join(str(ids[i]) for i in rep['unseen'][:10])}"
+                                  f"{' …' if len(rep['unseen']) > 10 else ''})" if rep["unseen"] else ""))
+    return probs
+
+
 def _write_checked(job: _FileJob, data_path, out_path, probs: np.ndarray, sample, log: Callable, decide: Callable) -> None:
     """The submission written (validated, atomically) and compared with the competition's sample when there is one."""
     from .submission import compare_with_sample, write_submission
 
     ids = job.data.ids
+    if job.spec.rank_within:  # submission.rank_within: scores ranked within each group (runtime.ranking)
+        from .ranking import rank_for_submission
+
+        probs = rank_for_submission(job.spec, data_path, ids, job.data.id_column, probs, job.manifest.labels, decide)
     write_submission(out_path, ids, probs, job.spec, job.manifest.labels, expected_ids=ids)
     if job.sample_path is None:
         return
-    same = compare_with_sample(out_path, job.sample_path, ids_if_shared=sample is None)
+    same = compare_with_sample(out_path, job.sample_path, ids_if_shared=sample is None, style=job.spec.style)
     if same["ids_compared"]:
-        log(f"{out_path} matches the sample {job.sample_path}: columns {job.spec.header}, the same ids")
+        order = "in the same order" if same["same_order"] else "in the test file's order, not the sample's (Kaggle matches ids)"
+        log(f"{out_path} matches the sample {job.sample_path}: columns {job.spec.header}, the same ids {order}")
     else:
         decide(f"{out_path} has the columns of the sample {job.sample_path}; ids not compared: the sample found beside "
                f"{data_path} shares none of its ids (it belongs to another file; pass --sample to compare strictly)")

@@ -129,6 +129,26 @@ def load_base(
     return model
 
 
+def load_causal(path, quantization: Optional[dict] = None, dtype: Optional[str] = None, device_map=None,
+                pad_token_id: Optional[int] = None):
+    """A causal LM (the label-token head, ``task.head = 'label_tokens'``) quantized as asked, ``lm_head`` kept out of
+    quantization (``basecheck.head_modules(causal=True)``), as :func:`load_base` does for a classification head."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = load_pretrained(AutoModelForCausalLM, path, quantization, dtype, device_map)
+    if pad_token_id is not None:
+        model.config.pad_token_id = pad_token_id
+    if not torch.cuda.is_available() and quantization_config(quantization or {}) is not None:
+        model.config.use_cache = False
+    return model
+
+
+def is_label_tokens(manifest) -> bool:
+    """Whether a run folder's manifest records the label-token head (``task.head``; older manifests: seq_cls)."""
+    return (manifest.task or {}).get("head", "seq_cls") == "label_tokens"
+
+
 def quantization_for(manifest_quant: Optional[dict], override: Optional[str]) -> dict:
     """The quantization dict to load with: the trained one, or ``override`` ('none' | '4bit' | '8bit')."""
     q = dict(manifest_quant or {"mode": "none"})
@@ -158,12 +178,12 @@ def _compute_dtype_for(device: str, wanted: Optional[str]) -> Optional[str]:
     return half_dtype_for(device, wanted) if device.startswith("cuda") else wanted
 
 
-def _head_names(source, num_labels: int) -> list:
+def _head_names(source, num_labels: int, causal: bool = False) -> list:
     from transformers import AutoConfig
 
     from .basecheck import head_modules
 
-    return head_modules(AutoConfig.from_pretrained(str(source), num_labels=num_labels))
+    return head_modules(AutoConfig.from_pretrained(str(source), num_labels=num_labels), causal=causal)
 
 
 class load_errors:
@@ -294,7 +314,7 @@ def plan_load(adapter_dir, manifest: Optional[Manifest] = None, *, base_path=Non
             )
         for note in check_compatible(manifest, source, None):
             log(note)
-        heads = _head_names(source, len(manifest.labels) or 2)
+        heads = _head_names(source, len(manifest.labels) or 2, causal=is_label_tokens(manifest))
         try:  # the adapter's tensors against its config and the base's head, before any weights load
             check_adapter_tensors(adapter_dir, base_heads=heads)
         except BaseCheckError as exc:
@@ -316,6 +336,12 @@ def load_planned(plan: LoadPlan, device=None, dtype: Optional[str] = None, token
     if q.get("mode") in ("4bit", "8bit"):  # 8-bit: the dtype its unquantized layers load and compute in
         q["compute_dtype"] = _compute_dtype_for(device, q.get("compute_dtype", "bfloat16"))
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(plan.tokenizer_dir, padding_side="right")
+    if is_label_tokens(plan.manifest):  # the recorded verbalizations must still be the recorded token ids
+        from .label_tokens import check_token_ids
+
+        lt = plan.manifest.task.get("label_tokens") or {}
+        check_token_ids(tokenizer, lt.get("verbalizations"), lt.get("token_ids") or [], plan.manifest.labels,
+                        where=f"{plan.adapter_dir / 'kit_manifest.json'} (task.label_tokens)")
     if dtype is None and q.get("mode", "none") == "none":
         saved = (plan.manifest.training or {}).get("merged", {}).get("dtype") if plan.merged else None
         if device.startswith("cuda"):
@@ -338,6 +364,8 @@ def _build_model(plan: LoadPlan, q: dict, dtype: Optional[str], device_map, toke
     """The base (or merged model) loaded as asked, the adapter attached with its head kept in float32;
     loading errors become CompatibilityErrors naming the folder and the fix."""
     manifest, source = plan.manifest, plan.source
+    if is_label_tokens(manifest):
+        return _build_label_token_model(plan, q, dtype, device_map, tokenizer)
     with load_errors(f"{source}: cannot load the base model", "pass --base with the folder the adapter was trained on"), \
             quiet_head_report(not plan.merged, plan.heads):
         model = load_base(
@@ -355,3 +383,20 @@ def _build_model(plan: LoadPlan, q: dict, dtype: Optional[str], device_map, toke
 
     keep_head_fp32(model)  # the head computes in float32 on a 16-bit base, as it trained
     return model
+
+
+def _build_label_token_model(plan: LoadPlan, q: dict, dtype: Optional[str], device_map, tokenizer):
+    """The label-token head's model: the causal LM (+ adapter) wrapped so that ``.logits`` are the class scores
+    at the answer position (:func:`runtime.label_tokens.make_classifier`)."""
+    from .label_tokens import make_classifier
+
+    lt = plan.manifest.task.get("label_tokens") or {}
+    with load_errors(f"{plan.source}: cannot load the base model as a causal LM", "pass --base with the folder the adapter was trained on"):
+        model = load_causal(plan.source, quantization=q, dtype=dtype, device_map=device_map, pad_token_id=tokenizer.pad_token_id)
+    if not plan.merged:
+        from peft import PeftModel
+
+        with load_errors(f"{plan.adapter_dir}: cannot attach the adapter to {plan.source}",
+                         "retrain with `kit train` or pass the base it was trained on"):
+            model = PeftModel.from_pretrained(model, str(plan.adapter_dir), is_trainable=False)
+    return make_classifier(model, lt.get("token_ids") or [], lt.get("verbalizations"))

@@ -53,13 +53,21 @@ class PromptSpec:
     head_fraction: float = 0.5
     text_template: str = ""  # classification: a template over the data's columns (runtime.templates)
     field_shares: dict = field(default_factory=dict)  # text_template: relative budget per field (default 1)
+    # label-token head (runtime/label_tokens.py): '' (none), 'chat' or 'plain'; the fixed texts around the row
+    # (chat template turns, question, answer cue), recorded so inference never re-derives them. With a frame the
+    # row ends at the answer position: no special tokens after it ('chat': none before it either, the template
+    # text holds them; 'plain': the tokenizer's own, e.g. <bos>).
+    frame: str = ""
+    frame_before: str = ""
+    frame_after: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "PromptSpec":
-        keys = ("template", "max_length", "truncation", "shares", "head_fraction", "text_template", "field_shares")
+        keys = ("template", "max_length", "truncation", "shares", "head_fraction", "text_template", "field_shares",
+                "frame", "frame_before", "frame_after")
         known = {k: data[k] for k in keys if k in data}
         return cls(**known)
 
@@ -173,6 +181,11 @@ class Encoder:
         self.trailer = self._ids(trailer)
         self.separator = self._ids(TURN_SEPARATOR)
         self.prefix, self.suffix = special_tokens_around(tokenizer)
+        if spec.frame:  # label-token head: the answer position is the row's last token
+            if spec.frame not in ("chat", "plain"):
+                raise ValueError(f"prompt frame {spec.frame!r} is not one of chat, plain")
+            self.prefix = (list(self.prefix) if spec.frame == "plain" else []) + self._ids(spec.frame_before)
+            self.suffix = self._ids(spec.frame_after)
         fixed = len(self.prefix) + len(self.suffix) + len(self.trailer) + sum(len(m) for m in self.markers)
         self.budget = spec.max_length - fixed
         if self.budget < len(self.markers):
@@ -223,9 +236,11 @@ class Encoder:
     def text(self, row) -> str:
         """The untruncated text of a row, as the model would read it (for display)."""
         if self.layout is not None:
-            return self.layout.render(dict(zip(self.layout.fields, row.prompt)))
-        markers = TEMPLATES[self.spec.template][self.kind]
-        return "".join(m + TURN_SEPARATOR.join(turns) for m, turns in zip(markers, components_of(row, self.kind)))
+            body = self.layout.render(dict(zip(self.layout.fields, row.prompt)))
+        else:
+            markers = TEMPLATES[self.spec.template][self.kind]
+            body = "".join(m + TURN_SEPARATOR.join(turns) for m, turns in zip(markers, components_of(row, self.kind)))
+        return self.spec.frame_before + body + self.spec.frame_after
 
     def pieces(self, encoded: "Encoded") -> list:
         """Each component's kept token ids, cut back out of ``encoded.input_ids``."""

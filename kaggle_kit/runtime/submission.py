@@ -77,6 +77,7 @@ class SubmissionSpec:
     positive: str = ""
     sample: str = ""
     reason: str = ""
+    rank_within: str = ""  # positive style: scores ranked within each value of this column (runtime.ranking)
 
     @property
     def header(self) -> list:
@@ -87,7 +88,8 @@ class SubmissionSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SubmissionSpec":
-        return cls(**{k: data[k] for k in ("style", "id_column", "columns", "k", "positive", "sample", "reason") if k in data})
+        return cls(**{k: data[k] for k in ("style", "id_column", "columns", "k", "positive", "sample", "reason", "rank_within")
+                      if k in data})
 
 
 def as_spec(style, label_names: Sequence[str] = (), id_column: str = "id") -> SubmissionSpec:
@@ -262,8 +264,9 @@ def resolve_submission(task: dict, label_names: Sequence[str], fmt: str, data_pa
         sample_path = Path(data_path).parent / spec.sample
         notes.append(f"following the competition's sample {sample_path} found beside the test file (and comparing with it)")
     if sample_path is not None:
-        spec = spec_from_sample(sample_path, label_names, top_k=spec.k if spec.style == "topk" and not spec.reason else 0,
-                                positive_label=spec.positive, multilabel=kind == "multilabel", metric=task.get("metric", ""))
+        spec = replace(spec_from_sample(sample_path, label_names, top_k=spec.k if spec.style == "topk" and not spec.reason else 0,
+                                        positive_label=spec.positive, multilabel=kind == "multilabel", metric=task.get("metric", "")),
+                       rank_within=spec.rank_within)
     if spec.reason:
         notes.append(f"{spec.style} ({spec.reason})")
     return spec, sample_path, ("submission: " + "; ".join(notes)) if notes else ""
@@ -422,13 +425,20 @@ def _check_topk(rows, names: list, k: int, column: str, where: str) -> None:
             raise SubmissionError(f"{where}: id {r[0]} {column} = {r[1]!r} repeats a label; each label once")
 
 
-def compare_with_sample(path, sample_path, ids_if_shared: bool = False) -> dict:
+LABEL_STYLES = ("wsdm", "label", "topk")  # cells are class names, not numbers
+
+
+def compare_with_sample(path, sample_path, ids_if_shared: bool = False, style: str = "") -> dict:
     """Check a written submission against the competition's sample: the same columns in the same
-    order, the same ids in the same order, and numbers where the sample has numbers. Returns
-    ``{"rows", "columns", "ids_compared"}``; :class:`SubmissionError` names the first difference.
+    order, the same ids (each once; another order is fine — Kaggle scores by id), and numbers where
+    the sample has numbers. Returns ``{"rows", "columns", "ids_compared", "same_order"}``;
+    :class:`SubmissionError` names the first difference.
 
     ``ids_if_shared``: compare the ids only when the two files share at least one (a sample found
-    beside a labelled validation file belongs to the test file, not to it)."""
+    beside a labelled validation file belongs to the test file, not to it). ``style``: the
+    submission's style; for the label styles (``wsdm``, ``label``, ``topk``) the cells are class
+    names, which may look like numbers in the sample (``007``, ``1``) and like text in the
+    submission (``None``), so the numbers check is for probability columns only."""
     header, rows = read_table(path)
     s_header, s_rows = read_table(sample_path, what="sample submission")
     header, s_header = [h.strip() for h in header], [h.strip() for h in s_header]
@@ -436,18 +446,20 @@ def compare_with_sample(path, sample_path, ids_if_shared: bool = False) -> dict:
         raise SubmissionError(f"{path}: columns {header} but the sample {sample_path} has {s_header} (same names, same order)")
     ids, s_ids = [r[0].strip() for r in rows], [r[0].strip() for r in s_rows]
     compare_ids = not ids_if_shared or bool(set(ids) & set(s_ids))
-    if compare_ids and ids != s_ids:
+    if compare_ids and sorted(ids) != sorted(s_ids):
         missing = [i for i in s_ids if i not in set(ids)]
         extra = [i for i in ids if i not in set(s_ids)]
-        detail = f"missing {_few(missing)}, not in the sample {_few(extra)}" if missing or extra else "the same ids in another order"
+        twice = sorted({i for i in ids if ids.count(i) > 1}) if not (missing or extra) else []
+        detail = (f"missing {_few(missing)}, not in the sample {_few(extra)}" if missing or extra
+                  else f"ids written more than once: {_few(twice)}")
         raise SubmissionError(f"{path}: ids differ from the sample {sample_path}: {detail}; predict the test file the sample belongs to")
     for k, col in enumerate(header[1:], 1):
-        numeric = bool(s_rows) and all(_is_number(r[k]) for r in s_rows if len(r) > k)
+        numeric = style not in LABEL_STYLES and bool(s_rows) and all(_is_number(r[k]) for r in s_rows if len(r) > k)
         if numeric:
             bad = [r for r in rows if len(r) <= k or not _is_number(r[k])]
             if bad:
                 raise SubmissionError(f"{path}: {col} holds numbers in the sample but id {bad[0][0]} has {bad[0][k] if len(bad[0]) > k else ''!r}")
-    return {"rows": len(rows), "columns": header, "ids_compared": compare_ids}
+    return {"rows": len(rows), "columns": header, "ids_compared": compare_ids, "same_order": compare_ids and ids == s_ids}
 
 
 def _few(items: list, k: int = 5) -> str:

@@ -114,11 +114,30 @@ def _score_labelled(ds, probs, manifest, out_path, log) -> dict:
     metric = manifest.task.get("metric") or "log_loss"
     full = metrics_from_probs(probs, labels, multilabel, manifest.labels, extra=(metric,))
     flat, undefined = scalar_metrics(full), full.get("undefined", {})
+    grouped = _grouped_scores(ds, probs, labels, manifest, flat) if not multilabel else {}
     path = Path(out_path).with_suffix(".metrics.json")
     path.write_text(json.dumps({"metric": metric, "value": flat.get(metric), "rows": len(ds.rows), **flat,
-                                "undefined": undefined, "data": str(ds.path)}, indent=2, default=float) + "\n", encoding="utf-8")
+                                "undefined": undefined, "data": str(ds.path), **grouped}, indent=2, default=float) + "\n",
+                    encoding="utf-8")
     shown = f"{flat[metric]:.4f}" if metric in flat else f"undefined ({undefined.get(metric, 'not computed')})"
     log(f"{ds.path} has labels: {metric} {shown} ("
         + ", ".join([f"{n} {v:.4f}" for n, v in flat.items() if n != metric]
                     + [f"{n} undefined" for n in undefined if n != metric]) + f"); written to {path}")
     return flat
+
+
+def _grouped_scores(ds, probs, labels, manifest, flat: dict) -> dict:
+    """With ``submission.rank_within`` set: the AUC per group and its mean (``auc_within_<column>`` in ``flat``,
+    the per-group values under ``grouped``); else nothing."""
+    from .ranking import group_values, grouped_auc
+    from .submission import SubmissionSpec
+
+    spec = SubmissionSpec.from_dict(manifest.task.get("submission") or {"style": ""})
+    if not spec.rank_within or spec.style != "positive" or spec.positive not in manifest.labels:
+        return {}
+    pos = manifest.labels.index(spec.positive)
+    groups = group_values(ds.path, ds.ids, spec.rank_within, ds.id_column)
+    result = grouped_auc(np.asarray(probs)[:, pos], labels == pos, groups)
+    if result["value"] is not None:
+        flat[f"auc_within_{spec.rank_within}"] = result["value"]
+    return {"grouped": {"column": spec.rank_within, **result}}

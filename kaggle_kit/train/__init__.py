@@ -15,18 +15,18 @@ importing this package loads no torch.
 from __future__ import annotations
 
 
-def run_training(cfg, fold=None, resume=False, log=print, allow_kind_from_data=False):
+def run_training(cfg, fold=None, resume=False, log=print, allow_kind_from_data=False, callbacks=()):
     """Train one fold (``fold`` or ``cfg.data.fold``) and write the run folder ``cfg.train.output``.
 
     ``task.kind = "sft"`` (instruction tuning of a causal LM) goes to :func:`kaggle_kit.train.sft.run_sft`,
-    every other kind to :func:`kaggle_kit.train.classifier.run_classifier`."""
+    every other kind to :func:`kaggle_kit.train.classifier.run_classifier` (with ``callbacks``: extra TrainerCallbacks)."""
     if cfg.task.kind == "sft":
         from .sft import run_sft
 
         return run_sft(cfg, log=log, fold=fold, resume=resume)
     from .classifier import run_classifier
 
-    return run_classifier(cfg, fold=fold, resume=resume, log=log, allow_kind_from_data=allow_kind_from_data)
+    return run_classifier(cfg, fold=fold, resume=resume, log=log, allow_kind_from_data=allow_kind_from_data, callbacks=callbacks)
 
 
 def __getattr__(name):

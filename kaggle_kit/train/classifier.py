@@ -63,6 +63,8 @@ class Examples:
     encoder: object = None  # runtime.prompting.Encoder (the baselines read the same kept tokens)
     train_rows: list = field(default_factory=list)
     val_rows: list = field(default_factory=list)
+    label_setup: object = None  # train.label_tokens.LabelSetup with task.head = 'label_tokens'
+    distill: object = None  # train.distill.DistillData with [distill] teacher (train is then its wrapped set)
 
 
 @dataclass
@@ -126,6 +128,15 @@ def _make_trainer_class():
                 split_head_group(optimizer, head_parameters(self.model), self.kit_head_lr)
             return optimizer
 
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            # the label-token head: cross-entropy over the classes' token logits at the answer position only
+            ids = getattr(self, "kit_label_token_ids", None)
+            if not ids:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            from .label_tokens import compute_loss
+
+            return compute_loss(model, inputs, ids, return_outputs=return_outputs)
+
         def _get_eval_sampler(self, eval_dataset):
             # predictions must come back in dataset order (the Trainer would length-group them too);
             # the validation set is already sorted by length, so batches are tight anyway
@@ -144,16 +155,22 @@ def _make_trainer_class():
 
 
 def run_classifier(cfg, fold: Optional[int] = None, resume: bool = False, log: Callable = print,
-                   allow_kind_from_data: bool = False) -> TrainResult:
-    """Train one fold (``fold`` or ``cfg.data.fold``) of a classifier and write the run folder ``cfg.train.output``."""
+                   allow_kind_from_data: bool = False, callbacks: tuple = ()) -> TrainResult:
+    """Train one fold (``fold`` or ``cfg.data.fold``) of a classifier and write the run folder ``cfg.train.output``.
+
+    ``callbacks``: extra TrainerCallbacks (e.g. `train.budget_stop`: stop at a time budget, best checkpoint kept)."""
     from kaggle_kit.runtime.progress import quiet_known_warnings
 
     with quiet_known_warnings():  # only the listed harmless library warnings, only during this run
         plan = plan_run(cfg, fold, resume, allow_kind_from_data)
-        return _train(cfg, plan, resume, log)
+        from . import label_tokens as LT
+
+        if LT.wanted(cfg):  # the causal LM's own head: a causal base, single-label tasks (before weights load)
+            plan = LT.adjust_plan(cfg, plan)
+        return _train(cfg, plan, resume, log, callbacks)
 
 
-def _train(cfg, plan: Plan, resume: bool, log: Callable) -> TrainResult:
+def _train(cfg, plan: Plan, resume: bool, log: Callable, callbacks: tuple = ()) -> TrainResult:
     """The phases in order: data, model, schedule, trainer, train + final evaluation, run folder (rank 0)."""
     rank0 = _rank() == 0
     say = log if rank0 else (lambda *a, **k: None)
@@ -161,9 +178,9 @@ def _train(cfg, plan: Plan, resume: bool, log: Callable) -> TrainResult:
     from .baselines import compare, for_run
 
     baselines = for_run(cfg, plan, data, say) if rank0 else None  # the bar the model must clear, before weights load
-    model = setup_model(cfg, plan, data.tokenizer, say)
+    model = setup_model(cfg, plan, data.tokenizer, say, label_setup=data.label_setup)
     args = training_arguments(cfg, plan, len(data.train), model.precision)
-    trainer, eval_logits, context = setup_trainer(cfg, plan, data, model, args, say)
+    trainer, eval_logits, context = setup_trainer(cfg, plan, data, model, args, say, callbacks)
     from transformers import set_seed
 
     set_seed(cfg.train.seed)
@@ -212,7 +229,10 @@ def setup_data(cfg, plan: Plan, resume: bool, rank0: bool, say: Callable) -> Exa
 
     # tokenizer and examples (the inference encoder)
     tok = load_tokenizer(plan.base_path)
-    spec = prompt_spec(cfg, plan.kind)
+    from . import label_tokens as LT
+
+    label_setup = LT.setup(cfg, tok, plan.labels, plan.kind, say) if LT.wanted(cfg) else None  # checked before weights load
+    spec = prompt_spec(cfg, plan.kind, **(label_setup.spec_overrides() if label_setup else {}))
     encoder = Encoder(tok, spec, plan.kind)
     rows = ds.rows
     train_rows = [rows[i] for i in plan.train_idx]
@@ -232,11 +252,16 @@ def setup_data(cfg, plan: Plan, resume: bool, rank0: bool, say: Callable) -> Exa
     trunc = sum(1 for e in train_ds.lengths if e >= spec.max_length)
     say(f"encoded: {len(train_ds)} training examples{' (with A/B swaps)' if swap else ''}, mean {train_ds.num_tokens / len(train_ds):.0f} "
         f"tokens, {trunc} at max_length {spec.max_length}")
-    return Examples(tok, spec, train_ds, val_ds, val_sorted, order, encoder, train_rows, val_rows)
+    from .distill import prepare as prepare_distill
+
+    distill = prepare_distill(cfg, plan.labels, plan.kind, plan.multilabel, train_ds, say)  # None without [distill] teacher
+    return Examples(tok, spec, distill.train if distill else train_ds, val_ds, val_sorted, order, encoder, train_rows, val_rows,
+                    label_setup, distill)
 
 
-def setup_model(cfg, plan: Plan, tok, say: Callable) -> Model:
-    """Model phase: the base (quantized or not, in the training precision) with the adapter attached."""
+def setup_model(cfg, plan: Plan, tok, say: Callable, label_setup=None) -> Model:
+    """Model phase: the base (quantized or not, in the training precision) with the adapter attached.
+    ``label_setup``: the label-token head (a causal LM whose ``lm_head`` stays as pretrained)."""
     import torch
 
     from kaggle_kit.runtime.modeling import load_base, quiet_head_report
@@ -256,6 +281,8 @@ def setup_model(cfg, plan: Plan, tok, say: Callable) -> Model:
     say(f"numerics: {numerics.describe()}")
     for note in cpu_fit_notes(quant["mode"], cfg.train.optimizer, torch.cuda.is_available()):
         say(note)  # before any weights load: the cost of GPU-minded settings on this machine, and the setting to change
+    if label_setup is not None:
+        return _setup_causal(cfg, plan, tok, say, numerics, device_map)
     with quiet_head_report():  # transformers' "score.weight MISSING" report: the `head:` line below says how it starts
         model = load_base(plan.base_path, num_labels=len(plan.labels), quantization=quant, dtype=numerics.base_dtype,
                           device_map=device_map, label_names=plan.labels, problem_type=problem_type,
@@ -271,6 +298,27 @@ def setup_model(cfg, plan: Plan, tok, say: Callable) -> Model:
     say(f"adapter: {cfg.peft.method} on {targets}{f' above layer {cfg.peft.freeze_layers}' if cfg.peft.freeze_layers else ''}; "
         f"{ts['trainable']:,} trainable of {ts['total']:,} parameters ({ts['share']:.2%})")
     return Model(pm, targets, quant, precision, numerics, head)
+
+
+def _setup_causal(cfg, plan: Plan, tok, say: Callable, numerics, device_map) -> Model:
+    """Model phase of the label-token head: the causal LM, the adapter (no classification head: ``lm_head`` and
+    the embeddings stay as pretrained and frozen)."""
+    from kaggle_kit.runtime.modeling import load_causal
+
+    from .model import attach_adapter, resolve_targets, trainable_summary
+
+    quant = numerics.quantization
+    model = load_causal(plan.base_path, quantization=quant, dtype=numerics.base_dtype, device_map=device_map,
+                        pad_token_id=tok.pad_token_id)
+    peft_dict = dataclasses.asdict(cfg.peft)
+    targets = resolve_targets(model, peft_dict["targets"])
+    head = {"init": "label_tokens", "learning_rate": None}
+    say("head: label tokens: the causal LM's own lm_head at the answer position (pretrained, frozen; no new head)")
+    pm = attach_adapter(model, peft_dict, cfg.train.seed, quant["mode"] != "none", cfg.train.gradient_checkpointing, causal=True)
+    ts = trainable_summary(pm)
+    say(f"adapter: {cfg.peft.method} on {targets}{f' above layer {cfg.peft.freeze_layers}' if cfg.peft.freeze_layers else ''}; "
+        f"{ts['trainable']:,} trainable of {ts['total']:,} parameters ({ts['share']:.2%})")
+    return Model(pm, targets, quant, numerics.precision, numerics, head)
 
 
 def training_arguments(cfg, plan: Plan, n_train: int, precision: str):
@@ -311,7 +359,7 @@ def training_arguments(cfg, plan: Plan, n_train: int, precision: str):
     )
 
 
-def setup_trainer(cfg, plan: Plan, data: Examples, model: Model, args, say: Callable) -> tuple:
+def setup_trainer(cfg, plan: Plan, data: Examples, model: Model, args, say: Callable, extra: tuple = ()) -> tuple:
     """Trainer phase: (trainer, {step: validation logits of that evaluation}, the non-finite guard's context).
 
     Callbacks: the non-finite guard, early stopping, the test hooks; the kit's log lines replace the
@@ -339,12 +387,17 @@ def setup_trainer(cfg, plan: Plan, data: Examples, model: Model, args, say: Call
     callbacks = [nonfinite_guard(context)]
     if cfg.train.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
-    callbacks += list(_EXTRA_CALLBACKS)
+    callbacks += list(_EXTRA_CALLBACKS) + list(extra)
     collator = PadCollator(data.tokenizer.pad_token_id, multilabel=plan.multilabel)
     Trainer = _make_trainer_class()
+    if data.distill is not None:  # the KL term on the class logits, whatever head produced them (train/distill.py)
+        from .distill import distill_trainer
+
+        Trainer = distill_trainer(Trainer, data.distill.settings)
     trainer = Trainer(model=model.peft_model, args=args, train_dataset=data.train, eval_dataset=data.val_sorted,
                       data_collator=collator, processing_class=data.tokenizer, compute_metrics=compute, callbacks=callbacks)
     trainer.kit_head_lr = model.head.get("learning_rate")
+    trainer.kit_label_token_ids = data.label_setup.token_ids if data.label_setup is not None else None
     install(trainer, kit_log)
     return trainer, eval_logits, context
 
@@ -452,7 +505,10 @@ def _manifest(cfg, plan: Plan, data: Examples, model: Model, summary: dict, best
         task={"kind": plan.kind, "labels": list(plan.labels), "metric": cfg.task.metric, "metric_for_best": plan.metric,
               "format": plan.dataset.format, "problem_type": "multi_label_classification" if plan.multilabel else "single_label_classification",
               "text_columns": list(text_columns(cfg)), "label_columns": list(cfg.data.label_columns),
-              "label_join": cfg.data.label_join, "id_column": cfg.data.id_column, "submission": plan.submission},
+              "label_join": cfg.data.label_join, "id_column": cfg.data.id_column, "submission": plan.submission,
+              "head": "label_tokens" if data.label_setup is not None else "seq_cls",
+              **({"label_tokens": data.label_setup.record()} if data.label_setup is not None else {}),
+              **_candidates(cfg, plan)},
         prompt=data.spec.to_dict(),
         base_model={"name": plan.base_name, "path": str(Path(base_path).resolve()) if local else "",
                     "hub_id": "" if local else str(base_path),
@@ -470,6 +526,7 @@ def _manifest(cfg, plan: Plan, data: Examples, model: Model, summary: dict, best
                   "numerics": model.numerics.record() if model.numerics is not None else None,
                   "optimizer": cfg.train.optimizer, "learning_rate": cfg.train.learning_rate, "scheduler": cfg.train.scheduler,
                   "head": dict(model.head),
+                  "distill": data.distill.record if data.distill is not None else None,
                   "batch_size": cfg.train.batch_size, "grad_accum": cfg.train.grad_accum, "epochs": cfg.train.epochs,
                   "max_steps": cfg.train.max_steps, "world_size": summary["train"]["world_size"]},
         versions=library_versions(),
@@ -477,3 +534,16 @@ def _manifest(cfg, plan: Plan, data: Examples, model: Model, summary: dict, best
         kit_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+def _candidates(cfg, plan: Plan) -> dict:
+    """manifest.task['candidates_by'/'candidates']: the labels seen with each value of ``task.candidates_by`` in the
+    training rows (``runtime.label_tokens.restrict_candidates`` applies it at prediction)."""
+    if not cfg.task.candidates_by:
+        return {}
+    from kaggle_kit.runtime.label_tokens import candidate_map, group_values
+
+    groups = group_values(cfg.data.train, cfg.task.candidates_by, cfg.data.id_column)
+    rows = [plan.dataset.rows[i] for i in plan.train_idx]
+    return {"candidates_by": cfg.task.candidates_by,
+            "candidates": candidate_map([groups[str(r.id)] for r in rows], [r.label for r in rows])}

@@ -34,7 +34,8 @@ def linear_module_names(model) -> dict:
     out = {}
     for name, module in model.named_modules():
         short = name.rsplit(".", 1)[-1]
-        if isinstance(module, linear_types) and short not in HEAD_NAMES and "pooler" not in name:
+        # lm_head: the label-token head reads the pretrained vocabulary projection (as peft's 'all-linear' leaves it out)
+        if isinstance(module, linear_types) and short not in HEAD_NAMES and short != "lm_head" and "pooler" not in name:
             out[name] = short
     return out
 
@@ -80,8 +81,9 @@ def resolve_targets(model, targets: list) -> list:
     return targets
 
 
-def peft_config(model, peft: dict, multilabel: bool = False):
-    """A LoraConfig / IA3Config for ``model`` from the [peft] section (a dict)."""
+def peft_config(model, peft: dict, multilabel: bool = False, causal: bool = False):
+    """A LoraConfig / IA3Config for ``model`` from the [peft] section (a dict). ``causal``: the label-token head
+    (task type CAUSAL_LM, no head to save: ``lm_head`` stays the pretrained one, frozen)."""
     from peft import IA3Config, LoraConfig, TaskType
 
     method = peft.get("method", "lora")
@@ -91,15 +93,17 @@ def peft_config(model, peft: dict, multilabel: bool = False):
     if freeze and freeze >= n_layers:
         raise KitError(f"peft.freeze_layers = {freeze} leaves no layer to adapt: the base has {n_layers} layers; "
                        f"use a value below {n_layers}")
-    head = head_name(model)
+    head = None if causal else head_name(model)
+    task_type = TaskType.CAUSAL_LM if causal else TaskType.SEQ_CLS
+    saved = None if causal else [head]
     if method == "lora":
         kwargs = {}
         if freeze:
             kwargs["layers_to_transform"] = list(range(freeze, n_layers))
         return LoraConfig(
-            task_type=TaskType.SEQ_CLS, r=int(peft.get("r", 16)), lora_alpha=float(peft.get("alpha", 32)),
+            task_type=task_type, r=int(peft.get("r", 16)), lora_alpha=float(peft.get("alpha", 32)),
             lora_dropout=float(peft.get("dropout", 0.0)), bias=peft.get("bias", "none"),
-            target_modules=targets, modules_to_save=[head], **kwargs,
+            target_modules=targets, modules_to_save=saved, **kwargs,
         )
     if method == "ia3":
         if list(peft.get("targets", ["attention"])) == ["attention"]:
@@ -116,13 +120,14 @@ def peft_config(model, peft: dict, multilabel: bool = False):
         if freeze:
             full_targets = [f for f in full_targets if (layer_of(f) is None or layer_of(f) >= freeze)]
             full_ff = [f for f in full_ff if f in full_targets]
-        return IA3Config(task_type=TaskType.SEQ_CLS, target_modules=full_targets, feedforward_modules=full_ff,
-                         modules_to_save=[head])
+        return IA3Config(task_type=task_type, target_modules=full_targets, feedforward_modules=full_ff,
+                         modules_to_save=saved)
     raise KitError(f"peft.method = {method!r}: training needs an adapter ('lora' or 'ia3')")
 
 
-def attach_adapter(model, peft: dict, seed: int, quantized: bool, gradient_checkpointing: bool = False):
-    """Prepare (k-bit, checkpointing), seed, wrap in PEFT. Returns the PeftModel."""
+def attach_adapter(model, peft: dict, seed: int, quantized: bool, gradient_checkpointing: bool = False, causal: bool = False):
+    """Prepare (k-bit, checkpointing), seed, wrap in PEFT. Returns the PeftModel. ``causal``: a causal LM for the
+    label-token head (no classification head to train)."""
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
@@ -140,10 +145,12 @@ def attach_adapter(model, peft: dict, seed: int, quantized: bool, gradient_check
     # Sequence classifiers accept **kwargs, so the Trainer would believe they normalise the loss by
     # num_items_in_batch; they don't (loss x grad_accum, x world size). See stack notes.
     model.accepts_loss_kwargs = False
-    cfg = peft_config(model, peft)
+    cfg = peft_config(model, peft, causal=causal)
     set_seed(seed)
     torch.manual_seed(seed)
     pm = get_peft_model(model, cfg)
+    if causal:
+        return pm
     head = head_name(model)
     for name, p in pm.named_parameters():
         if "modules_to_save" in name and head in name:

@@ -228,6 +228,10 @@ def _split(cfg, rows: list, multilabel: bool, fold: Optional[int]) -> tuple:
 
     n_folds = cfg.data.folds
     groups = _group_keys(rows, cfg.data.group_by_prompt)
+    if cfg.data.group_column:  # e.g. the rows mined from one test row (kaggle_kit.data.mine) stay on one side
+        from kaggle_kit.runtime.ranking import group_values
+
+        groups = group_values(cfg.data.train, [r.id for r in rows], cfg.data.group_column, cfg.data.id_column, "data.group_column")
     strat = _strat_keys(rows, multilabel)
     if cfg.data.val_fraction > 0:
         if not cfg.data.val_fraction < 1:

@@ -2,6 +2,7 @@
 the submission shape saved in the manifest, and the pairwise rows that truncation makes identical."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +24,11 @@ def submission_spec(cfg, ds, kind: str, labels: list) -> dict:
         spec = default_spec(ds.format, kind, labels, id_column=cfg.data.id_column, metric=cfg.task.metric,
                             label_columns=list(cfg.data.label_columns), label_join=cfg.data.label_join,
                             top_k=sub.top_k, positive_label=sub.positive_label)
+    if sub.rank_within:  # runtime.ranking: scores ranked within each group of this column (column-averaged AUC)
+        if spec.style != "positive":
+            raise KitError(f"submission.rank_within = {sub.rank_within!r} ranks a binary task's positive-class probability, but "
+                           f"this submission's style is {spec.style!r}; set submission.rank_within = \"\" or score one probability column")
+        spec = dataclasses.replace(spec, rank_within=sub.rank_within)
     if spec.id_column != cfg.data.id_column:
         raise KitError(f"submission.sample {sub.sample}: its id column is {spec.id_column!r} but data.id_column = "
                        f"{cfg.data.id_column!r}; set data.id_column = {spec.id_column!r}")
