@@ -182,3 +182,23 @@ def test_cli_prepare(runner, lmsys_synth, tmp_path, suffix):
     assert {r["label"] for r in recs} == {0, 1, 2}
     res = runner.invoke(main, ["data", "prepare", str(lmsys_synth), "--tokenizer", "tiny", "--out", str(tmp_path / "x.txt")])
     assert res.exit_code == 2 and ".jsonl or .parquet" in res.output
+
+
+def test_data_commands_read_the_format_from_kit_toml(runner, tmp_path):
+    """`kit data inspect/preview/prepare` without --format use data.format from kit.toml (before: always auto)."""
+    rows = "id,prompt,response_a,response_b\n" + "".join(f'{i},"[""q{i}""]","[""a{i}""]","[""b{i}""]"\n' for i in range(4))
+    f = _write(tmp_path / "test.csv", rows)  # JSON-list cells, no labels: auto reads it as LMSYS test data
+    auto = runner.invoke(main, ["data", "inspect", str(f), "--json"])
+    assert auto.exit_code == 0, auto.output
+    assert json.loads(auto.output)["format"] == "lmsys"
+    cfg = _write(tmp_path / "kit.toml", '[data]\nformat = "wsdm"\n')
+    assert json.loads(runner.invoke(main, ["data", "inspect", str(f), "--json"]).output)["format"] == "wsdm"  # ./kit.toml
+    res = runner.invoke(main, ["data", "inspect", str(f), "--json", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["format"] == "wsdm"
+    flag = runner.invoke(main, ["data", "inspect", str(f), "--json", "--config", str(cfg), "--format", "lmsys"])
+    assert json.loads(flag.output)["format"] == "lmsys"  # the flag wins over the file
+    prep = runner.invoke(main, ["data", "prepare", str(f), "--tokenizer", "tiny", "--out", str(tmp_path / "e.jsonl"),
+                                "--json", "--config", str(cfg)])
+    assert prep.exit_code == 0, prep.output
+    assert json.loads(prep.output)["format"] == "wsdm"

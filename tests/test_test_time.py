@@ -309,3 +309,38 @@ def test_train_predict_notebook_runs_offline_and_writes_the_samples_shape(tmp_pa
     for rule in set(rules.values()):
         vals = sorted(float(r["rule_violation"]) for r in sub if rules[r["row_id"]] == rule)
         assert vals[-1] == 1.0 and all(abs(v * len(vals) * 2 - round(v * len(vals) * 2)) < 1e-6 for v in vals)
+
+
+def test_unseen_rules_score_has_a_stratified_bootstrap_interval(tmp_path):
+    """`score_unseen` (the issue-23 check) gives the unseen rules' mean AUC with its n and a 95% interval that
+    contains it; a perfect ranking's interval is [1, 1]; every resample keeps each rule's class counts."""
+    from kaggle_kit.data.synth_rules import bootstrap_grouped_auc, score_unseen, write_unseen_rules
+    from kaggle_kit.runtime.ranking import grouped_auc
+
+    rng = np.random.default_rng(0)
+    t = np.array([0, 1] * 20)
+    g = ["r1"] * 20 + ["r2"] * 20
+    assert bootstrap_grouped_auc(t.astype(float), t, g, only=["r1", "r2"], resamples=50) == [1.0, 1.0]
+    s = t * 0.3 + rng.random(40)
+    low, high = bootstrap_grouped_auc(s, t, g, only=["r1", "r2"], resamples=300)
+    point = grouped_auc(s, t, g, only=["r1", "r2"])["value"]
+    assert low < point < high and 0.0 <= low and high <= 1.0
+    paths = write_unseen_rules(tmp_path, train_rows=12, test_rows=24, seed=0)
+    labels = _read(Path(paths["labels"]))
+    _write(tmp_path / "sub.csv", [{"row_id": r["row_id"], "rule_violation": r["rule_violation"]} for r in labels],
+           ["row_id", "rule_violation"])
+    scored = score_unseen(tmp_path / "sub.csv", paths["labels"])
+    assert scored["unseen"] == 1.0 and scored["unseen_ci95"] == [1.0, 1.0] and scored["n_unseen"] == 16
+
+
+def test_paired_difference_of_two_rankings():
+    """The paired interval of a better ranking minus a worse one lies above 0; a ranking against itself is [0, 0]."""
+    from kaggle_kit.data.synth_rules import paired_auc_difference
+
+    rng = np.random.default_rng(1)
+    t = np.array([0, 1] * 30)
+    g = ["a"] * 30 + ["b"] * 30
+    good, noise = t + 0.5 * rng.random(60), rng.random(60)
+    better = paired_auc_difference(good, noise, t, g, only=["a", "b"], resamples=300)
+    assert better["difference"] > 0.3 and better["ci95"][0] > 0
+    assert paired_auc_difference(noise, noise, t, g, only=["a", "b"], resamples=50) == {"difference": 0.0, "ci95": [0.0, 0.0]}

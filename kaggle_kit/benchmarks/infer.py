@@ -124,14 +124,15 @@ def load_bench_model(name: str, seed: int = 0, log=None) -> tuple:
     import torch
 
     from kaggle_kit.models.named import named_model_dir
-    from kaggle_kit.runtime.modeling import load_base, load_tokenizer
+    from kaggle_kit.runtime.modeling import load_base, load_tokenizer, quiet_head_report
 
     if name not in BENCH_MODELS:
         raise ValueError(f"--model {name!r} is not one of {', '.join(BENCH_MODELS)}")
     base = named_model_dir(name, num_labels=3, log=log)
     tok = load_tokenizer(base)
     torch.manual_seed(seed)  # the head a fresh classifier gets
-    model = load_base(base, num_labels=3, dtype="float32", pad_token_id=tok.pad_token_id).eval()
+    with quiet_head_report():  # transformers' "score.weight MISSING": the head is fresh on purpose (seeded above)
+        model = load_base(base, num_labels=3, dtype="float32", pad_token_id=tok.pad_token_id).eval()
     return model, tok
 
 

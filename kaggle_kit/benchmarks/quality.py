@@ -171,7 +171,7 @@ def probe_phase(cfg, plan, log: Callable) -> tuple:
     import gc
 
     from kaggle_kit.data.spec import prompt_spec
-    from kaggle_kit.runtime.modeling import load_base, load_tokenizer
+    from kaggle_kit.runtime.modeling import load_base, load_tokenizer, quiet_head_report
     from kaggle_kit.runtime.prompting import Encoder
     from kaggle_kit.train.baselines import fit_baselines
     from kaggle_kit.train.data import build_examples
@@ -183,7 +183,8 @@ def probe_phase(cfg, plan, log: Callable) -> tuple:
     train_rows, val_rows = [rows[i] for i in plan.train_idx], [rows[i] for i in plan.val_idx]
     tok = load_tokenizer(plan.base_path)
     encoder = Encoder(tok, prompt_spec(cfg, plan.kind), plan.kind)
-    base = load_base(plan.base_path, num_labels=len(plan.labels), pad_token_id=tok.pad_token_id)
+    with quiet_head_report():  # the probe reads pooled features only: the fresh head is never used
+        base = load_base(plan.base_path, num_labels=len(plan.labels), pad_token_id=tok.pad_token_id)
     train_ds, val_ds = build_examples(train_rows, encoder, plan.labels), build_examples(val_rows, encoder, plan.labels)
     x_train = pooled_features(base, train_ds, tok.pad_token_id, log=log)
     x_val = pooled_features(base, val_ds, tok.pad_token_id)

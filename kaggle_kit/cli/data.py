@@ -22,8 +22,8 @@ def data():
 
 @data.command("inspect")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="auto", show_default=True,
-              help="File format; auto detects it from the columns and says why.")
+@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
+              help="File format (default: data.format in kit.toml, else auto: detected from the columns, saying why).")
 @click.option("--tokenizer", default=None, metavar="PATH|tiny|minilm|smollm2",
               help="Measure in tokens of this tokenizer (a model folder, 'tiny', 'minilm' or 'smollm2'); default: characters.")
 @click.option("--max-length", type=int, default=None, help="Token budget per example (default: prompt.max_length).")
@@ -56,7 +56,7 @@ def inspect(file, fmt, tokenizer, max_length, plot, as_json, config_path, overri
     kw.pop("skip_bad_rows")  # inspect reads every row and reports the bad-label ones
     report = inspect_file(
         file,
-        format=fmt,
+        format=fmt or cfg.data.format,
         tokenizer_path=tokenizer,
         max_length=max_length or cfg.prompt.max_length,
         shares=cfg.prompt.shares,
@@ -113,7 +113,8 @@ def synth(preset, rows, seed, out, test):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--tokenizer", required=True, metavar="PATH|tiny|minilm|smollm2", help="Tokenizer of the model (a model folder, 'tiny', 'minilm' or 'smollm2').")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output .jsonl or .parquet (id, label, input_ids, lengths, kept).")
-@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="auto", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
+              help="File format (default: data.format in kit.toml, else auto).")
 @click.option("--max-length", type=int, default=None, help="Token budget per example (default: prompt.max_length).")
 @click.option("--truncation", type=click.Choice(["per_component", "head_tail", "turn_aware"]), default=None,
               help="Truncation strategy (default: prompt.truncation).")
@@ -135,7 +136,7 @@ def prepare(file, tokenizer, out, fmt, max_length, truncation, as_json, config_p
     summary = prepare_file(
         file, tokenizer, out, max_length=max_length or cfg.prompt.max_length,
         truncation=truncation or cfg.prompt.truncation, shares=cfg.prompt.shares,
-        head_fraction=cfg.prompt.head_fraction, template=cfg.prompt.template, format=fmt,
+        head_fraction=cfg.prompt.head_fraction, template=cfg.prompt.template, format=fmt or cfg.data.format,
         read_kwargs=read_kwargs(cfg), text_template=cfg.prompt.text_template, field_shares=dict(cfg.prompt.field_shares),
     )
     if as_json:
@@ -156,7 +157,8 @@ def prepare(file, tokenizer, out, fmt, max_length, truncation, as_json, config_p
 @click.option("--rows", "n_rows", type=click.IntRange(1), default=3, show_default=True, help="Rows to show (from the top).")
 @click.option("--tokenizer", default=None, metavar="PATH|tiny|minilm",
               help="Tokenizer of the model (a model folder, 'tiny' or 'minilm'); default: characters.")
-@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="auto", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
+              help="File format (default: data.format in kit.toml, else auto).")
 @click.option("--max-length", type=int, default=None, help="Token budget per example (default: prompt.max_length).")
 @click.option("--truncation", type=click.Choice(["per_component", "head_tail", "turn_aware"]), default=None,
               help="Truncation strategy (default: prompt.truncation).")
@@ -179,7 +181,7 @@ def preview(file, n_rows, tokenizer, fmt, max_length, truncation, as_json, confi
     from kaggle_kit.data.prepare import preview_file
 
     cfg = load(config_path, overrides, required=config_path is not None)
-    rows = preview_file(file, tokenizer, cfg, n_rows=n_rows, format=fmt, max_length=max_length, truncation=truncation,
+    rows = preview_file(file, tokenizer, cfg, n_rows=n_rows, format=fmt or cfg.data.format, max_length=max_length, truncation=truncation,
                         read_kwargs=read_kwargs(cfg))
     if as_json:
         echo_json(rows)

@@ -92,20 +92,80 @@ def write_unseen_rules(folder, train_rows: int = 200, test_rows: int = 120, seed
     return {**{k: str(v) for k, v in paths.items()}, "unseen": UNSEEN_RULES[TRAIN_RULES:]}
 
 
-def score_unseen(submission, labels) -> dict:
-    """Column-averaged AUC of ``submission`` against the kept-aside ``test_labels.csv``: over the rules the
-    training file lacks (``unseen``), over the ones it has (``seen``) and over all (``all``); per rule under ``rules``."""
-    from kaggle_kit.runtime.ranking import grouped_auc
-
+def _read_scored(submission, labels) -> tuple:
+    """(scores, targets, rules, unseen rules, seen rules) of ``submission`` in the row order of ``labels``."""
     with Path(submission).open(newline="", encoding="utf-8") as fh:
         scores = {r["row_id"]: float(r["rule_violation"]) for r in csv.DictReader(fh)}
     with Path(labels).open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    s = [scores[r["row_id"]] for r in rows]
-    t = [int(r["rule_violation"]) for r in rows]
-    g = [r["rule"] for r in rows]
     unseen = sorted({r["rule"] for r in rows if r["seen"] == "0"})
     seen = sorted({r["rule"] for r in rows if r["seen"] == "1"})
+    return ([scores[r["row_id"]] for r in rows], [int(r["rule_violation"]) for r in rows], [r["rule"] for r in rows],
+            unseen, seen)
+
+
+def score_unseen(submission, labels) -> dict:
+    """Column-averaged AUC of ``submission`` against the kept-aside ``test_labels.csv``: over the rules the
+    training file lacks (``unseen``, with its rows ``n_unseen`` and a stratified bootstrap ``unseen_ci95``), over the
+    ones it has (``seen``) and over all (``all``); per rule under ``rules``."""
+    from kaggle_kit.runtime.ranking import grouped_auc
+
+    s, t, g, unseen, seen = _read_scored(submission, labels)
     every = grouped_auc(s, t, g)
     return {"unseen": grouped_auc(s, t, g, only=unseen)["value"], "seen": grouped_auc(s, t, g, only=seen)["value"],
-            "all": every["value"], "rules": every["groups"]}
+            "all": every["value"], "rules": every["groups"], "n_unseen": sum(1 for x in g if x in unseen),
+            "unseen_ci95": bootstrap_grouped_auc(s, t, g, only=unseen)}
+
+
+def compare_unseen(submission, baseline, labels) -> dict:
+    """``submission``'s AUC over the unseen rules minus ``baseline``'s, with a paired bootstrap 95% interval."""
+    s, t, g, unseen, _ = _read_scored(submission, labels)
+    b = _read_scored(baseline, labels)[0]
+    return paired_auc_difference(s, b, t, g, only=unseen)
+
+
+def _stratified_resamples(targets, groups, only, resamples: int, seed: int):
+    """Row indices of ``resamples`` bootstrap samples drawn with replacement within each (group, label) cell of the
+    groups in ``only``, so every sample keeps each group's class counts and no group's AUC is ever undefined."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t, g = np.asarray(targets), np.asarray(groups, dtype=object)
+    cells = [c for c in (np.flatnonzero((g == grp) & (t == lab)) for grp in only for lab in (0, 1)) if len(c)]
+    for _ in range(int(resamples)):
+        yield np.concatenate([rng.choice(c, size=len(c), replace=True) for c in cells])
+
+
+def _interval(values) -> list:
+    import numpy as np
+
+    return [round(float(np.percentile(values, 2.5)), 4), round(float(np.percentile(values, 97.5)), 4)]
+
+
+def bootstrap_grouped_auc(scores, targets, groups, only, resamples: int = 2000, seed: int = 0) -> list:
+    """95% percentile interval ``[low, high]`` of the column-averaged AUC over the groups in ``only``, rows
+    resampled within each (group, label) cell (Efron & Tibshirani 1993, ch. 13, stratified)."""
+    import numpy as np
+
+    from kaggle_kit.runtime.ranking import grouped_auc
+
+    s, t, g = np.asarray(scores, dtype=float), np.asarray(targets), np.asarray(groups, dtype=object)
+    return _interval([grouped_auc(s[i], t[i], list(g[i]), only=only)["value"]
+                      for i in _stratified_resamples(t, g, only, resamples, seed)])
+
+
+def paired_auc_difference(scores_a, scores_b, targets, groups, only, resamples: int = 2000, seed: int = 0) -> dict:
+    """Column-averaged AUC of ``scores_a`` minus that of ``scores_b`` on the same rows, with a paired 95% interval
+    (both scored on the same resamples): ``{"difference", "ci95"}``. An interval above 0 says a is better."""
+    import numpy as np
+
+    from kaggle_kit.runtime.ranking import grouped_auc
+
+    a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
+    t, g = np.asarray(targets), np.asarray(groups, dtype=object)
+
+    def diff(i) -> float:
+        return grouped_auc(a[i], t[i], list(g[i]), only=only)["value"] - grouped_auc(b[i], t[i], list(g[i]), only=only)["value"]
+
+    every = np.arange(len(t))
+    return {"difference": round(diff(every), 4), "ci95": _interval([diff(i) for i in _stratified_resamples(t, g, only, resamples, seed)])}

@@ -131,8 +131,8 @@ class ModelInstanceHandle:
 
 
 @dataclass(frozen=True)
-class DatasetHandle:
-    """``owner/dataset-slug`` and, in a kernel's sources, optionally ``/VERSION``."""
+class _OwnedSlug:
+    """``owner/slug`` with an optional ``/VERSION`` (the shared shape of dataset and kernel handles)."""
 
     owner: str
     slug: str
@@ -141,12 +141,17 @@ class DatasetHandle:
     def is_versioned(self) -> bool:
         return self.version is not None
 
-    def with_version(self, version: int) -> "DatasetHandle":
+    def with_version(self, version: int):
         return dataclasses.replace(self, version=_checked_version(self, version))
 
     def __str__(self) -> str:
         base = f"{self.owner}/{self.slug}"
         return f"{base}/{self.version}" if self.is_versioned() else base
+
+
+@dataclass(frozen=True)
+class DatasetHandle(_OwnedSlug):
+    """``owner/dataset-slug`` and, in a kernel's sources, optionally ``/VERSION``."""
 
     def mount_paths(self) -> list[str]:
         """Where a kernel finds it, relative to /kaggle (current layout first)."""
@@ -154,22 +159,8 @@ class DatasetHandle:
 
 
 @dataclass(frozen=True)
-class KernelHandle:
+class KernelHandle(_OwnedSlug):
     """``owner/kernel-slug`` (a kernel's ``id``: no version) or, as a kernel source, ``/VERSION``."""
-
-    owner: str
-    slug: str
-    version: Optional[int] = None
-
-    def is_versioned(self) -> bool:
-        return self.version is not None
-
-    def with_version(self, version: int) -> "KernelHandle":
-        return dataclasses.replace(self, version=_checked_version(self, version))
-
-    def __str__(self) -> str:
-        base = f"{self.owner}/{self.slug}"
-        return f"{base}/{self.version}" if self.is_versioned() else base
 
 
 @dataclass(frozen=True)
