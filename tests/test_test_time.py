@@ -201,6 +201,10 @@ def test_render_train_predict_embeds_the_mining_and_the_trainer(tmp_path, monkey
     text = nb.read_text()
     assert "run_test_time(CFG, TEST_FILE, WORK_DIR, SUBMISSION, base_path=BASE_DIR, start=KERNEL_START)" in text
     assert "notebooks_src/train_predict.py" in text and "budget_minutes = 90.0" in text
+    assert "kaggle_kit/train/ddp_worker.py" in embedded  # launched with -m for test_time.nproc > 1
+    out = runner.invoke(main, ["render", "train-predict", "--set", "instances.qwen2-5-7b-base.version=1", "--budget-minutes", "45"])
+    assert out.exit_code == 0, out.output
+    assert "budget_minutes = 45.0" in nb.read_text()
 
 
 class FakeClock:
@@ -344,3 +348,57 @@ def test_paired_difference_of_two_rankings():
     better = paired_auc_difference(good, noise, t, g, only=["a", "b"], resamples=300)
     assert better["difference"] > 0.3 and better["ci95"][0] > 0
     assert paired_auc_difference(noise, noise, t, g, only=["a", "b"], resamples=50) == {"difference": 0.0, "ci95": [0.0, 0.0]}
+
+
+def _agree(rank: int, world: int, port: int, out) -> None:
+    import torch.distributed as dist
+
+    from kaggle_kit.train.budget_stop import _any_rank
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        out.put((rank, _any_rank(rank == 0), _any_rank(False)))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_agree_on_the_budget_stop():
+    """In a data-parallel run one rank past its deadline stops every rank (else the others hang in the next
+    all-reduce); no rank past it stops none. Two gloo processes on the CPU."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_agree, args=(r, 2, port, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    got = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert got == [(0, True, False), (1, True, False)]
+
+
+@pytest.mark.slow
+def test_data_parallel_fine_tune_in_the_kernel(tmp_path):
+    """test_time.nproc = 2: the fine-tune runs in two DDP processes (gloo on the CPU) launched by run_test_time,
+    rank 0's summary comes back, and the submission is written from the run folder they saved."""
+    from kaggle_kit.train.test_time import run_test_time
+
+    root, comp, cfg, _ = _rules_project(tmp_path)
+    cfg.train.max_steps, cfg.train.eval_steps = 4, 2
+    cfg.test_time.budget_minutes, cfg.test_time.nproc = 10.0, 2
+    lines = []
+    res = run_test_time(cfg, comp / "test.csv", tmp_path / "work", tmp_path / "submission.csv", log=lines.append)
+    first = res.rounds[0]
+    assert first["world_size"] == 2 and first["steps"] == 4 and not first["budget_stop"]["stopped"], first
+    assert any("fine-tune processes: 2 (test_time.nproc); data-parallel" in d for d in res.decisions)
+    assert (tmp_path / "work" / "run" / "adapter_model.safetensors").is_file()
+    sub, sample = _read(tmp_path / "submission.csv"), _read(comp / "sample_submission.csv")
+    assert [r["row_id"] for r in sub] == [r["row_id"] for r in sample]
+    with pytest.raises(Exception, match="test_time.nproc = 1"):
+        run_test_time(cfg, comp / "test.csv", tmp_path / "work2", tmp_path / "s2.csv", clock=FakeClock(5.0), log=lines.append)

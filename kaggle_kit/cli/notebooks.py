@@ -18,9 +18,12 @@ def _root(config_path) -> Path:
 @click.option("--all", "all_", is_flag=True, help="Render every kernel in kit.toml.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when a rendered file is stale or was edited by hand.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--budget-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="train-predict: the kernel's one time budget, training + prediction (sets test_time.budget_minutes; "
+                   "default: the competition's notebook limit less 10%).")
 @config_options
 @friendly_errors
-def render(name, all_, check, as_json, config_path, overrides):
+def render(name, all_, check, as_json, budget_minutes, config_path, overrides):
     """Render kernels/NAME/NAME.ipynb and kernels/NAME/kernel-metadata.json from notebooks_src/ and kit.toml.
 
     The notebook embeds the kaggle-kit runtime verbatim, installs the wheel set offline, checks library
@@ -30,12 +33,15 @@ def render(name, all_, check, as_json, config_path, overrides):
     Examples:
       kit render inference
       kit render --all --check      # CI: fail when kernels/ is stale or hand-edited
+      kit render train-predict --budget-minutes 600 --set test_time.nproc=2
     """
     from kaggle_kit.errors import KitError
     from kaggle_kit.notebooks.render import render_all, render_kernel
 
     if bool(name) == bool(all_):
         raise KitError("name one kernel (e.g. `kit render inference`) or pass --all")
+    if budget_minutes is not None:
+        overrides = (*overrides, f"test_time.budget_minutes={budget_minutes}")
     cfg = load(config_path, overrides)
     root = _root(config_path)
     results = render_all(cfg, root, check=check) if all_ else [render_kernel(cfg, name, root, check=check)]

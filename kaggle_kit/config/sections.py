@@ -224,6 +224,8 @@ class TestTimeConfig:
     pseudo_label_share: float = _f(0.0, "After a first prediction, the most confident share of test rows joins the training "
                                    "rows (with the predicted label) for a second, shorter fine-tune; 0 = no second round.")
     pseudo_round_share: float = _f(0.35, "Share of the training time the pseudo-label round gets (the first round the rest).")
+    nproc: int = _f(0, "Processes for the kernel's fine-tune: 0 = one per visible CUDA device (Kaggle's 2xT4: 2; 1 without a GPU); "
+                    "N > 1 = data-parallel (DDP under torch.distributed.run: NCCL on GPUs, gloo on CPUs); 1 = in the notebook's process.")
 
 
 @dataclass

@@ -86,6 +86,20 @@ class StopRecord:
         return asdict(self)
 
 
+def _any_rank(flag: bool) -> bool:
+    """``flag`` of this process, or of any process of a data-parallel run: ranks must stop at the same step, else
+    the ones still stepping wait forever for the others in the next gradient all-reduce."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return bool(flag)
+    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
 def budget_stop_callback(deadline: float, clock: Callable[[], float] = time.monotonic, log: Callable = print,
                          start: Optional[float] = None):
     """(callback, StopRecord): a TrainerCallback that stops training before ``deadline`` (a ``clock()`` value).
@@ -112,7 +126,7 @@ def budget_stop_callback(deadline: float, clock: Callable[[], float] = time.mono
             record.longest_step_s = max(record.longest_step_s, now - (self.last if self.last is not None else now))
             self.last = now
             projected = now + record.longest_step_s + record.longest_eval_s
-            if projected >= deadline and not control.should_training_stop:
+            if _any_rank(projected >= deadline) and not control.should_training_stop:
                 control.should_evaluate = control.should_save = control.should_training_stop = True
                 record.stopped, record.stop_step = True, state.global_step
                 record.stop_reason = (f"step {state.global_step}: {now - origin:.0f}s of the run spent; the next step "

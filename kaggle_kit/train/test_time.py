@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,20 +150,75 @@ def _fine_tune(cfg, train_file: Path, output: Path, deadline: float, clock, t0: 
     run_cfg.data.test = ""
     # rows mined from one test row share its examples: keep them on one side of the validation split
     run_cfg.data.group_column = SOURCE_COLUMN
-    callback, record = budget_stop_callback(deadline, clock=clock, log=log, start=t0)
     started = clock()
+    nproc = _processes(cfg, decide)
     decide(f"training on {train_file} into {output}; deadline {deadline - t0:.0f}s into the run "
            f"({max(0.0, deadline - started):.0f}s from now)")
-    res = run_training(run_cfg, log=log, callbacks=(callback,))
-    summary = {"data": str(train_file), "output": str(output), "seconds": round(clock() - started, 2),
-               "steps": res.metrics.get("global_step"), "best_step": res.best_step, "metric": res.metrics.get("metric"),
-               "best_metric": res.metrics.get("best_metric"), "rows": res.metrics.get("rows"), "budget_stop": record.to_dict()}
-    if record.stopped:
-        decide(f"training stopped by the budget at step {record.stop_step}; the run folder holds the best checkpoint so far "
-               f"(step {res.best_step})")
+    if nproc > 1:
+        if clock is not time.monotonic:
+            raise KitError("test_time.nproc > 1 trains in other processes, which read time.monotonic: set test_time.nproc = 1 "
+                           "to use another clock")
+        done = _fine_tune_ddp(run_cfg, output, nproc, deadline, t0, log)
     else:
-        decide(f"training finished its {summary['steps']} step(s) before the deadline (best step {res.best_step})")
+        callback, record = budget_stop_callback(deadline, clock=clock, log=log, start=t0)
+        res = run_training(run_cfg, log=log, callbacks=(callback,))
+        done = {"steps": res.metrics.get("global_step"), "best_step": res.best_step, "metric": res.metrics.get("metric"),
+                "best_metric": res.metrics.get("best_metric"), "rows": res.metrics.get("rows"), "budget_stop": record.to_dict(),
+                "world_size": 1}
+    summary = {"data": str(train_file), "output": str(output), "seconds": round(clock() - started, 2), **done}
+    stop = done["budget_stop"]
+    if stop["stopped"]:
+        decide(f"training stopped by the budget at step {stop['stop_step']}; the run folder holds the best checkpoint so far "
+               f"(step {done['best_step']})")
+    else:
+        decide(f"training finished its {summary['steps']} step(s) before the deadline (best step {done['best_step']})")
     return summary
+
+
+def _processes(cfg, decide) -> int:
+    """test_time.nproc, or (0) one process per visible CUDA device; decided and logged."""
+    n = int(cfg.test_time.nproc or 0)
+    if n < 0:
+        raise KitError(f"test_time.nproc = {n}: use 0 (one per visible GPU), 1 (the notebook's process) or N > 1 (data-parallel)")
+    if n == 0:
+        import torch
+
+        n = max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+        why = f"one per visible CUDA device ({n})" if torch.cuda.is_available() else "no CUDA device: the notebook's process"
+    else:
+        why = "test_time.nproc"
+    decide(f"fine-tune processes: {n} ({why}){'; data-parallel (DDP) under torch.distributed.run' if n > 1 else ''}")
+    return n
+
+
+def _fine_tune_ddp(run_cfg, output: Path, nproc: int, deadline: float, t0: float, log) -> dict:
+    """The fine-tune in ``nproc`` data-parallel processes (:mod:`kaggle_kit.train.ddp_worker`); rank 0's summary."""
+    import subprocess
+    import sys
+
+    import kaggle_kit
+    from kaggle_kit.config.toml_writer import render_toml
+
+    from . import ddp_worker  # launched as a module below; imported here so that the notebook embeds it
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    config, spec, result = (output.parent / f"{output.name}{ext}" for ext in (".toml", ".ddp.json", ".ddp-result.json"))
+    config.write_text(render_toml(run_cfg) + "\n", encoding="utf-8")
+    spec.write_text(json.dumps({"config": str(config), "deadline": deadline, "start": t0, "result": str(result)}), encoding="utf-8")
+    result.unlink(missing_ok=True)
+    env = dict(os.environ)
+    package_root = str(Path(kaggle_kit.__file__).resolve().parent.parent)  # the notebook's runtime folder, or the install
+    env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", ddp_worker.__name__, str(spec)]
+    log("running: " + " ".join(cmd))
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout.splitlines():
+        log(line)
+    if proc.returncode != 0 or not result.is_file():
+        raise KitError(f"the data-parallel fine-tune ({nproc} processes) failed with exit code {proc.returncode} (its output is "
+                       "above); set test_time.nproc = 1 to train in the notebook's process")
+    return json.loads(result.read_text(encoding="utf-8"))
 
 
 def _predict_options(cfg, budget_minutes: Optional[float]) -> dict:
