@@ -105,10 +105,12 @@ def test_c07_case_is_listed(tmp_path):
 # --------------------------------------------------------------------------- kit data preview, every kind
 
 
-def test_preview_every_task_kind(tmp_path, pairs):
+def test_preview_every_task_kind(tmp_path, pairs, monkeypatch):
     import csv
 
     from kaggle_kit.data.synth import write_synth
+
+    monkeypatch.chdir(tmp_path)  # the repository's kit.toml (data.format = "lmsys") would name every file's format
 
     def run(*args):
         r = CliRunner().invoke(main, ["data", "preview", *map(str, args), "--tokenizer", "tiny"])
