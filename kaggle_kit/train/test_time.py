@@ -209,12 +209,13 @@ def _fine_tune_ddp(run_cfg, output: Path, nproc: int, deadline: float, t0: float
     env = dict(os.environ)
     package_root = str(Path(kaggle_kit.__file__).resolve().parent.parent)  # the notebook's runtime folder, or the install
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONUNBUFFERED"] = "1"  # the ranks' lines reach the notebook as they are printed, not at exit
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", ddp_worker.__name__, str(spec)]
     log("running: " + " ".join(cmd))
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout.splitlines():
-        log(line)
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+        for line in proc.stdout:  # rank 0's progress lines, as they come
+            log(line.rstrip("\n"))
     if proc.returncode != 0 or not result.is_file():
         raise KitError(f"the data-parallel fine-tune ({nproc} processes) failed with exit code {proc.returncode} (its output is "
                        "above); set test_time.nproc = 1 to train in the notebook's process")
