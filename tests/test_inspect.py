@@ -195,9 +195,10 @@ def test_data_commands_read_the_format_from_kit_toml(runner, tmp_path):
     assert json.loads(runner.invoke(main, ["data", "inspect", str(f), "--json"]).output)["format"] == "wsdm"  # ./kit.toml
     res = runner.invoke(main, ["data", "inspect", str(f), "--json", "--config", str(cfg)])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["format"] == "wsdm"
+    assert json.loads(res.output)["format"] == "wsdm" and json.loads(res.output)["detected"] == "data.format in the config file"
     flag = runner.invoke(main, ["data", "inspect", str(f), "--json", "--config", str(cfg), "--format", "lmsys"])
     assert json.loads(flag.output)["format"] == "lmsys"  # the flag wins over the file
+    assert json.loads(flag.output)["detected"] == "as given with --format"
     prep = runner.invoke(main, ["data", "prepare", str(f), "--tokenizer", "tiny", "--out", str(tmp_path / "e.jsonl"),
                                 "--json", "--config", str(cfg)])
     assert prep.exit_code == 0, prep.output

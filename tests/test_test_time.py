@@ -402,3 +402,60 @@ def test_data_parallel_fine_tune_in_the_kernel(tmp_path):
     assert [r["row_id"] for r in sub] == [r["row_id"] for r in sample]
     with pytest.raises(Exception, match="test_time.nproc = 1"):
         run_test_time(cfg, comp / "test.csv", tmp_path / "work2", tmp_path / "s2.csv", clock=FakeClock(5.0), log=lines.append)
+
+
+def test_score_unseen_names_what_it_cannot_score(tmp_path):
+    """A rule with one class is listed under ``undefined`` and left out of n and the interval; a submission that lacks
+    a row, or labels where no unseen rule has both classes, are errors naming the file and the ids or the reason."""
+    from kaggle_kit.data.synth_rules import score_unseen, write_unseen_rules
+
+    paths = write_unseen_rules(tmp_path, train_rows=12, test_rows=36, seed=0)
+    labels = _read(Path(paths["labels"]))
+    one_class = next(r["rule"] for r in labels if r["seen"] == "0")
+    for r in labels:
+        if r["rule"] == one_class:
+            r["rule_violation"] = "1"
+    cols = ["row_id", "rule", "rule_violation", "seen"]
+    _write(tmp_path / "labels.csv", labels, cols)
+    _write(tmp_path / "sub.csv", [{"row_id": r["row_id"], "rule_violation": r["rule_violation"]} for r in labels],
+           ["row_id", "rule_violation"])
+    scored = score_unseen(tmp_path / "sub.csv", tmp_path / "labels.csv")
+    assert one_class in scored["undefined"] and one_class not in scored["rules"]
+    assert scored["n_unseen"] == 18 and scored["unseen"] == 1.0  # 3 scorable unseen rules x 6 rows
+    _write(tmp_path / "short.csv", [{"row_id": r["row_id"], "rule_violation": 0.5} for r in labels[:-1]],
+           ["row_id", "rule_violation"])
+    with pytest.raises(ValueError, match=f"short.csv: 1 row_id.*{labels[-1]['row_id']}"):
+        score_unseen(tmp_path / "short.csv", tmp_path / "labels.csv")
+    for r in labels:
+        r["rule_violation"] = "1" if r["seen"] == "0" else r["rule_violation"]
+    _write(tmp_path / "labels1.csv", labels, cols)
+    with pytest.raises(ValueError, match="no unseen rule has both classes"):
+        score_unseen(tmp_path / "sub.csv", tmp_path / "labels1.csv")
+
+
+def test_a_pseudo_round_cut_short_keeps_the_first_adapter():
+    """The second round trains from the base: with under half of the first round's best step it is kept out."""
+    from kaggle_kit.train.test_time import second_round_falls_short
+
+    assert "ran 1 step(s), under half of the first round's best step (100)" in second_round_falls_short({"best_step": 100}, {"steps": 1})
+    assert second_round_falls_short({"best_step": 100}, {"steps": 50}) == ""
+    assert second_round_falls_short({"best_step": None}, {"steps": 0}) == ""
+
+
+@pytest.mark.parametrize("setting, expect", [
+    ("test_time.nproc=-1", "'test_time.nproc' = -1: use 0"),
+    ("test_time.budget_minutes=-3", "'test_time.budget_minutes' = -3"),
+    ("test_time.train_share=1.5", "'test_time.train_share' = 1.5 must lie in (0, 1)"),
+    ("test_time.pseudo_label_share=1.2", "'test_time.pseudo_label_share' = 1.2 must lie in [0, 1)"),
+    ("test_time.pseudo_round_share=0", "'test_time.pseudo_round_share' = 0 must lie in (0, 1)"),
+])
+def test_test_time_ranges_are_refused_at_load(tmp_path, monkeypatch, setting, expect):
+    """What would fail inside the kernel (or be silently replaced, as a negative budget was) is refused by `kit render`."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(main, ["init", "--preset", "rules", "--username", "kit-demo"]).exit_code == 0
+    with open("kit.toml", "a", encoding="utf-8") as fh:
+        fh.write('\n[kernels.train-predict]\ntemplate = "train-predict"\ninstances = ["qwen2-5-7b-base"]\n')
+    out = runner.invoke(main, ["render", "train-predict", "--set", "instances.qwen2-5-7b-base.version=1", "--set", setting])
+    assert out.exit_code != 0 and expect in out.output, out.output
+    assert not (tmp_path / "kernels" / "train-predict").exists()

@@ -57,6 +57,7 @@ def inspect(file, fmt, tokenizer, max_length, plot, as_json, config_path, overri
     report = inspect_file(
         file,
         format=fmt or cfg.data.format,
+        format_source="as given with --format" if fmt else "data.format in the config file",
         tokenizer_path=tokenizer,
         max_length=max_length or cfg.prompt.max_length,
         shares=cfg.prompt.shares,

@@ -45,6 +45,7 @@ def _cross_checks(cfg: KitConfig) -> list[str]:
         problems.append(f"'ensemble.weights' has {len(ens.weights)} value(s) for {len(ens.members)} member(s); give one weight per member, in order")
     if any(not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0 for w in ens.weights) or (ens.weights and sum(ens.weights) <= 0):
         problems.append(f"'ensemble.weights' = {ens.weights!r} must be non-negative numbers with a positive sum, e.g. [0.6, 0.4]")
+    problems += _test_time_checks(cfg.test_time)
     for name, inst in cfg.instances.items():
         if not isinstance(inst, InstanceConfig):
             continue
@@ -57,4 +58,21 @@ def _cross_checks(cfg: KitConfig) -> list[str]:
                     f"'kernels.{name}.instances' names {inst!r}, which is not a table [instances.{inst}]"
                     f"{_nearest(inst, list(cfg.instances)) if cfg.instances else ''}"
                 )
+    return problems
+
+
+def _test_time_checks(tt) -> list[str]:
+    """[test_time] ranges, checked at load so that `kit render` refuses what would fail inside the kernel."""
+    problems = []
+    if tt.nproc < 0:
+        problems.append(f"'test_time.nproc' = {tt.nproc}: use 0 (one process per visible GPU), 1 (the notebook's process) "
+                        "or N > 1 (data-parallel)")
+    if tt.budget_minutes < 0:
+        problems.append(f"'test_time.budget_minutes' = {tt.budget_minutes:g}: use 0 (the competition's notebook limit less 10%) "
+                        "or a positive number of minutes")
+    for name, low_open in (("train_share", True), ("pseudo_round_share", True), ("pseudo_label_share", False)):
+        value = getattr(tt, name)
+        if not ((0.0 < value if low_open else 0.0 <= value) and value < 1.0):
+            problems.append(f"'test_time.{name}' = {value:g} must lie in {'(0' if low_open else '[0'}, 1) (e.g. "
+                            f"{ {'train_share': 0.6, 'pseudo_round_share': 0.35, 'pseudo_label_share': 0.25}[name] })")
     return problems

@@ -117,8 +117,11 @@ def inspect_file(
     label_join: str = "",
     text_template: str = "",
     field_shares: Optional[dict] = None,
+    format_source: str = "as given with --format",
 ) -> dict:
     """Inspect a data file; returns a JSON-ready dict.
+
+    ``format_source``: where a named (not auto-detected) ``format`` came from, for ``detected``.
 
     Keys: ``path``, ``rows``, ``format``, ``detected``, ``kind``, ``has_labels``, ``labels`` (class
     name → count), ``skipped``, ``problems`` (list of ``{id, reason, source}``), ``problem_counts``,
@@ -154,6 +157,7 @@ def inspect_file(
     measured = _measure(ds.rows, encoders, ds.kind, chunk, progress)
     full_total = measured.lengths.sum(axis=1) + overhead
     report = _report(path, ds, unit, tok_name, max_length, overhead, names, measured, full_total, encoders)
+    report["detected"] = report["detected"] or format_source
     if plot:
         report["plot"] = str(write_length_plot(plot, measured.lengths, names, full_total, int(max_length), unit, Path(path).name, tok_name))
     return report
@@ -282,7 +286,7 @@ def _report(path, ds, unit: str, tok_name: str, max_length: int, overhead: int, 
         "path": str(path),
         "rows": n,
         "format": ds.format,
-        "detected": ds.detected or "as given with --format",
+        "detected": ds.detected,
         "kind": ds.kind,
         "has_labels": ds.has_labels,
         "labels": ds.label_counts() if ds.has_labels else {},

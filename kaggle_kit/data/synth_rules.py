@@ -18,6 +18,7 @@ import random
 from pathlib import Path
 
 from kaggle_kit.models.words import WORDS
+from kaggle_kit.runtime.ranking import grouped_auc
 
 UNSEEN_RULES = [
     "No Advertising: spam, referral links, unsolicited advertising and promotional content are not allowed.",
@@ -98,23 +99,30 @@ def _read_scored(submission, labels) -> tuple:
         scores = {r["row_id"]: float(r["rule_violation"]) for r in csv.DictReader(fh)}
     with Path(labels).open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
+    missing = [r["row_id"] for r in rows if r["row_id"] not in scores]
+    if missing:
+        raise ValueError(f"{submission}: {len(missing)} row_id(s) of {labels} have no score: {missing[:5]}; "
+                         "score the whole test file")
     unseen = sorted({r["rule"] for r in rows if r["seen"] == "0"})
     seen = sorted({r["rule"] for r in rows if r["seen"] == "1"})
-    return ([scores[r["row_id"]] for r in rows], [int(r["rule_violation"]) for r in rows], [r["rule"] for r in rows],
-            unseen, seen)
+    s, t, g = [scores[r["row_id"]] for r in rows], [int(r["rule_violation"]) for r in rows], [r["rule"] for r in rows]
+    scorable = sorted(grouped_auc(s, t, g, only=unseen)["groups"])
+    if not scorable:
+        raise ValueError(f"{labels}: no unseen rule has both classes, so no AUC over unseen rules exists")
+    return s, t, g, scorable, seen
 
 
 def score_unseen(submission, labels) -> dict:
     """Column-averaged AUC of ``submission`` against the kept-aside ``test_labels.csv``: over the rules the
     training file lacks (``unseen``, with its rows ``n_unseen`` and a stratified bootstrap ``unseen_ci95``), over the
-    ones it has (``seen``) and over all (``all``); per rule under ``rules``."""
-    from kaggle_kit.runtime.ranking import grouped_auc
-
+    ones it has (``seen``) and over all (``all``); per rule under ``rules``; rules with one class only (no AUC) are
+    left out of every figure and listed under ``undefined``. Raises ValueError when the submission lacks a row or no
+    unseen rule has both classes."""
     s, t, g, unseen, seen = _read_scored(submission, labels)
     every = grouped_auc(s, t, g)
     return {"unseen": grouped_auc(s, t, g, only=unseen)["value"], "seen": grouped_auc(s, t, g, only=seen)["value"],
-            "all": every["value"], "rules": every["groups"], "n_unseen": sum(1 for x in g if x in unseen),
-            "unseen_ci95": bootstrap_grouped_auc(s, t, g, only=unseen)}
+            "all": every["value"], "rules": every["groups"], "undefined": every["undefined"],
+            "n_unseen": sum(1 for x in g if x in unseen), "unseen_ci95": bootstrap_grouped_auc(s, t, g, only=unseen)}
 
 
 def compare_unseen(submission, baseline, labels) -> dict:
@@ -147,7 +155,6 @@ def bootstrap_grouped_auc(scores, targets, groups, only, resamples: int = 2000, 
     resampled within each (group, label) cell (Efron & Tibshirani 1993, ch. 13, stratified)."""
     import numpy as np
 
-    from kaggle_kit.runtime.ranking import grouped_auc
 
     s, t, g = np.asarray(scores, dtype=float), np.asarray(targets), np.asarray(groups, dtype=object)
     return _interval([grouped_auc(s[i], t[i], list(g[i]), only=only)["value"]
@@ -159,7 +166,6 @@ def paired_auc_difference(scores_a, scores_b, targets, groups, only, resamples: 
     (both scored on the same resamples): ``{"difference", "ci95"}``. An interval above 0 says a is better."""
     import numpy as np
 
-    from kaggle_kit.runtime.ranking import grouped_auc
 
     a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
     t, g = np.asarray(targets), np.asarray(groups, dtype=object)

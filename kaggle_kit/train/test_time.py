@@ -302,8 +302,23 @@ def _pseudo_round(cfg, test_file, work: Path, mined, plan, t0, clock, log, decid
         return result.adapter, summary
     decide(f"pseudo-label round: {len(rows)} test row(s) (test_time.pseudo_label_share = {cfg.test_time.pseudo_label_share:g}, "
            f"the most confident, {len(unpredicted)} unpredicted excluded) join the {len(mined.rows)} mined rows in {second}")
-    result.rounds.append(_fine_tune(cfg, second, work / "run_pseudo", deadline, clock, t0, log, decide))
+    second_round = _fine_tune(cfg, second, work / "run_pseudo", deadline, clock, t0, log, decide)
+    result.rounds.append(second_round)
+    why = second_round_falls_short(result.rounds[0], second_round)
+    if why:
+        decide(f"pseudo-label round kept out: {why}; predicting with the first round's adapter")
+        summary["kept_first"] = True
+        return result.adapter, summary
     return work / "run_pseudo", summary
+
+
+def second_round_falls_short(first: dict, second: dict) -> str:
+    """Why the pseudo-label round's run should not replace the first round's ('' when it may): it trains from the
+    base, so a round cut short by the budget can end far behind the first — under half the first's best step."""
+    best, steps = first.get("best_step") or 0, second.get("steps") or 0
+    if steps < best / 2:
+        return f"it ran {steps} step(s), under half of the first round's best step ({best})"
+    return ""
 
 
 def _write_rows(path: Path, columns: list, rows: list) -> None:
