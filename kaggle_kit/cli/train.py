@@ -63,8 +63,9 @@ def _torchrun(nproc: int) -> None:
         if a.startswith("--nproc="):
             continue
         out.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "kaggle_kit.cli.train", *out]
+    from kaggle_kit.train.ddp_worker import torchrun_command
+
+    cmd = torchrun_command(nproc, "kaggle_kit.cli.train", out)
     click.echo("running: " + " ".join(cmd), err=True)
     sys.exit(subprocess.call(cmd))
 

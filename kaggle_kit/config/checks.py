@@ -70,9 +70,9 @@ def _test_time_checks(tt) -> list[str]:
     if tt.budget_minutes < 0:
         problems.append(f"'test_time.budget_minutes' = {tt.budget_minutes:g}: use 0 (the competition's notebook limit less 10%) "
                         "or a positive number of minutes")
-    for name, low_open in (("train_share", True), ("pseudo_round_share", True), ("pseudo_label_share", False)):
+    for name, zero_ok, example in (("train_share", False, 0.6), ("pseudo_round_share", False, 0.35),
+                                   ("pseudo_label_share", True, 0.25)):
         value = getattr(tt, name)
-        if not ((0.0 < value if low_open else 0.0 <= value) and value < 1.0):
-            problems.append(f"'test_time.{name}' = {value:g} must lie in {'(0' if low_open else '[0'}, 1) (e.g. "
-                            f"{ {'train_share': 0.6, 'pseudo_round_share': 0.35, 'pseudo_label_share': 0.25}[name] })")
+        if not (0.0 <= value < 1.0) or (value == 0.0 and not zero_ok):
+            problems.append(f"'test_time.{name}' = {value:g} must lie in {'[0' if zero_ok else '(0'}, 1) (e.g. {example})")
     return problems

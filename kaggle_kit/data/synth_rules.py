@@ -155,7 +155,6 @@ def bootstrap_grouped_auc(scores, targets, groups, only, resamples: int = 2000, 
     resampled within each (group, label) cell (Efron & Tibshirani 1993, ch. 13, stratified)."""
     import numpy as np
 
-
     s, t, g = np.asarray(scores, dtype=float), np.asarray(targets), np.asarray(groups, dtype=object)
     return _interval([grouped_auc(s[i], t[i], list(g[i]), only=only)["value"]
                       for i in _stratified_resamples(t, g, only, resamples, seed)])
@@ -165,7 +164,6 @@ def paired_auc_difference(scores_a, scores_b, targets, groups, only, resamples: 
     """Column-averaged AUC of ``scores_a`` minus that of ``scores_b`` on the same rows, with a paired 95% interval
     (both scored on the same resamples): ``{"difference", "ci95"}``. An interval above 0 says a is better."""
     import numpy as np
-
 
     a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
     t, g = np.asarray(targets), np.asarray(groups, dtype=object)

@@ -86,6 +86,14 @@ class StopRecord:
         return asdict(self)
 
 
+def round_summary(res, record: StopRecord, world_size: int = 1) -> dict:
+    """What one budgeted fine-tune did (``res``: run_training's result): steps, best step and metric, rows, the
+    budget callback's record and the number of processes — the same keys in one process and from a DDP rank 0."""
+    return {"steps": res.metrics.get("global_step"), "best_step": res.best_step, "metric": res.metrics.get("metric"),
+            "best_metric": res.metrics.get("best_metric"), "rows": res.metrics.get("rows"),
+            "budget_stop": record.to_dict(), "world_size": int(world_size)}
+
+
 def _any_rank(flag: bool) -> bool:
     """``flag`` of this process, or of any process of a data-parallel run: ranks must stop at the same step, else
     the ones still stepping wait forever for the others in the next gradient all-reduce."""

@@ -14,11 +14,18 @@ import sys
 from pathlib import Path
 
 
+def torchrun_command(nproc: int, module: str, args) -> list:
+    """``python -m torch.distributed.run --standalone --nproc_per_node N -m MODULE ARGS…`` with this interpreter
+    (`kit train --nproc` and the train-predict kernel launch their ranks with it)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={int(nproc)}",
+            "-m", module, *map(str, args)]
+
+
 def main(argv=None) -> int:
     from kaggle_kit.config import load_config
 
     from . import run_training
-    from .budget_stop import budget_stop_callback
+    from .budget_stop import budget_stop_callback, round_summary
 
     spec = json.loads(Path((argv or sys.argv[1:])[0]).read_text(encoding="utf-8"))
     rank = int(os.environ.get("RANK", "0"))
@@ -27,9 +34,7 @@ def main(argv=None) -> int:
     callback, record = budget_stop_callback(float(spec["deadline"]), log=log, start=float(spec["start"]))
     res = run_training(cfg, log=log, callbacks=(callback,))
     if rank == 0:
-        summary = {"steps": res.metrics.get("global_step"), "best_step": res.best_step, "metric": res.metrics.get("metric"),
-                   "best_metric": res.metrics.get("best_metric"), "rows": res.metrics.get("rows"),
-                   "budget_stop": record.to_dict(), "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+        summary = round_summary(res, record, world_size=int(os.environ.get("WORLD_SIZE", "1")))
         Path(spec["result"]).write_text(json.dumps(summary, default=str) + "\n", encoding="utf-8")
     return 0
 

@@ -30,7 +30,7 @@ from kaggle_kit.errors import KitError
 
 from kaggle_kit.data.mine import SOURCE_COLUMN
 
-from .budget_stop import budget_stop_callback, default_budget, split_budget
+from .budget_stop import budget_stop_callback, default_budget, round_summary, split_budget
 
 
 @dataclass
@@ -161,10 +161,7 @@ def _fine_tune(cfg, train_file: Path, output: Path, deadline: float, clock, t0: 
         done = _fine_tune_ddp(run_cfg, output, nproc, deadline, t0, log)
     else:
         callback, record = budget_stop_callback(deadline, clock=clock, log=log, start=t0)
-        res = run_training(run_cfg, log=log, callbacks=(callback,))
-        done = {"steps": res.metrics.get("global_step"), "best_step": res.best_step, "metric": res.metrics.get("metric"),
-                "best_metric": res.metrics.get("best_metric"), "rows": res.metrics.get("rows"), "budget_stop": record.to_dict(),
-                "world_size": 1}
+        done = round_summary(run_training(run_cfg, log=log, callbacks=(callback,)), record)
     summary = {"data": str(train_file), "output": str(output), "seconds": round(clock() - started, 2), **done}
     stop = done["budget_stop"]
     if stop["stopped"]:
@@ -177,9 +174,7 @@ def _fine_tune(cfg, train_file: Path, output: Path, deadline: float, clock, t0: 
 
 def _processes(cfg, decide) -> int:
     """test_time.nproc, or (0) one process per visible CUDA device; decided and logged."""
-    n = int(cfg.test_time.nproc or 0)
-    if n < 0:
-        raise KitError(f"test_time.nproc = {n}: use 0 (one per visible GPU), 1 (the notebook's process) or N > 1 (data-parallel)")
+    n = int(cfg.test_time.nproc or 0)  # a negative value is refused when the config loads
     if n == 0:
         import torch
 
@@ -194,7 +189,6 @@ def _processes(cfg, decide) -> int:
 def _fine_tune_ddp(run_cfg, output: Path, nproc: int, deadline: float, t0: float, log) -> dict:
     """The fine-tune in ``nproc`` data-parallel processes (:mod:`kaggle_kit.train.ddp_worker`); rank 0's summary."""
     import subprocess
-    import sys
 
     import kaggle_kit
     from kaggle_kit.config.toml_writer import render_toml
@@ -210,8 +204,7 @@ def _fine_tune_ddp(run_cfg, output: Path, nproc: int, deadline: float, t0: float
     package_root = str(Path(kaggle_kit.__file__).resolve().parent.parent)  # the notebook's runtime folder, or the install
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONUNBUFFERED"] = "1"  # the ranks' lines reach the notebook as they are printed, not at exit
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", ddp_worker.__name__, str(spec)]
+    cmd = ddp_worker.torchrun_command(nproc, ddp_worker.__name__, [spec])
     log("running: " + " ".join(cmd))
     with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         for line in proc.stdout:  # rank 0's progress lines, as they come
